@@ -1,0 +1,1 @@
+//! Minimizing views: how much of a value is revealed, coarse to exact, per field kind.
