@@ -55,6 +55,12 @@ pub enum KeyError {
     Keyring { path: String, message: String },
     #[error("pkcs#11: {0}")]
     Pkcs11(String),
+    /// `destroy_before` was asked to destroy the current version: that would leave the group
+    /// without a key while data keys may still be wrapped under it. Rotate first.
+    #[error(
+        "refusing to destroy key-encryption key {region}/{group}/v{current}: it is the current version (asked to keep versions from v{keep_from}); rotate first"
+    )]
+    DestroyCurrent { region: String, group: u16, current: u32, keep_from: u32 },
 }
 
 /// Holds one region's key-encryption keys. Implementations block (file IO, HSM calls): call
@@ -80,6 +86,8 @@ pub trait KeyProvider: Send + Sync {
     /// unwrap until destroyed.
     fn rotate(&self, group: ShredGroup) -> Result<KekVersion, KeyError>;
 
-    /// Destroys every version of `group`'s key older than `keep_from`. Irreversible.
+    /// Destroys every version of `group`'s key older than `keep_from`. Irreversible. Fails
+    /// with `DestroyCurrent`, destroying nothing, when `keep_from` is newer than the current
+    /// version; does nothing for a group that has no key yet.
     fn destroy_before(&self, group: ShredGroup, keep_from: KekVersion) -> Result<(), KeyError>;
 }

@@ -5,21 +5,66 @@
 //!
 //! The store never sees a plaintext value or an unwrapped key: values arrive sealed, keys
 //! wrapped.
+//!
+//! # Schema (version [`SCHEMA_VERSION`])
+//!
+//! Both backends hold the same four tables with the same meaning; only the column types are
+//! spelled per dialect (SQLite `INTEGER`/`BLOB` in `STRICT` tables, PostgreSQL
+//! `BIGINT`/`BYTEA`). SQLite keeps them in `<dir>/<region>.db`; PostgreSQL in the schema
+//! `custos_<region with '-' replaced by '_'>`.
+//!
+//! ```text
+//! schema_migrations(version PK, applied_at_ms)          one row per applied migration
+//! subjects(id PK, labels, staff_id NULL, created_at_ms, updated_at_ms, erased_at_ms NULL)
+//!     labels: JSON array of label names, e.g. ["journalist","staff"]
+//! data_keys(subject_id PK, shred_group, kek_version, wrapped)
+//!     index (shred_group, kek_version) for key rotation
+//!     no foreign key: a key is stored before its subject's first write
+//! field_values(subject_id FK subjects, field, value_id 16 bytes, sealed,
+//!              first_seen_ms, last_seen_ms, PK (subject_id, field, value_id))
+//!     field: FieldKind::as_str()
+//! erasures(subject_id PK FK subjects, erased_at_ms, requested_by, reason, values_destroyed)
+//! ```
+//!
+//! Migrations are ordered lists of SQL embedded in each backend, applied at open, one
+//! transaction each; a database whose version is newer than the build is refused with
+//! [`StoreError::SchemaTooNew`] rather than written with assumptions it does not meet.
+//!
+//! # Semantics both backends share
+//!
+//! - A batch is planned before it touches the database (duplicates folded, limits checked),
+//!   so both backends count and merge the same way.
+//! - A subject upsert replaces labels and staff link; `created_at_ms` is kept and
+//!   `updated_at_ms` only moves forward.
+//! - A value seen again keeps its sealed bytes; first seen becomes the minimum, last seen the
+//!   maximum (counted in [`WriteOutcome::values_merged`]).
+//! - An erased subject stays erased: no write, no new data key.
 
 pub mod conformance;
+mod plan;
 mod postgres;
 mod sqlite;
+pub mod testing;
 
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use model::{FieldKind, Label, RegionId, StaffId, SubjectId};
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{
+    POSTGRES_CONNECT_TIMEOUT_MS, POSTGRES_CONNECTIONS_MAX, POSTGRES_POOL_WAIT_TIMEOUT_MS, POSTGRES_SCHEMA_PREFIX,
+    PostgresStore,
+};
+pub use sqlite::{SQLITE_BUSY_TIMEOUT_MS, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore};
 
-/// Most rows one [`WriteBatch`] may carry (subjects plus values).
+/// Most rows one [`WriteBatch`] may carry (subjects plus values). Also the most keys one
+/// call of [`RegionStore::ensure_data_keys`], [`RegionStore::data_keys`] or
+/// [`RegionStore::rewrap_keys`] may carry.
 pub const WRITE_BATCH_ROWS_MAX: usize = 100_000;
+
+/// The schema version this build writes and understands: the number of migrations each
+/// backend carries.
+pub const SCHEMA_VERSION: i64 = 1;
 
 /// A subject as stored: metadata only, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +114,9 @@ pub struct WriteBatch {
     pub values: Vec<SealedValue>,
 }
 
+/// What a [`RegionStore::write`] did. Every upsert and every value of the batch is counted
+/// once: a subject or value that appears twice in one batch counts as created (added) once
+/// and updated (merged) for each further appearance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub subjects_created: u64,
@@ -96,6 +144,7 @@ pub struct Rewrap {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Every subject row, erased ones included.
     pub subjects: u64,
     pub subjects_erased: u64,
     pub values: u64,
@@ -132,22 +181,27 @@ pub trait RegionStore: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// Stores each key unless its subject already has one; returns, in input order, the key
-    /// that is stored now (the existing one wins, so concurrent first writes agree).
+    /// that is stored now (the existing one wins, so concurrent first writes agree; within
+    /// one call the first key of a subject wins). `Erased` if a subject was erased: its key
+    /// was destroyed on purpose and must not come back.
     async fn ensure_data_keys(&self, keys: &[StoredKey]) -> Result<Vec<StoredKey>, StoreError>;
 
-    /// The stored keys of these subjects (missing subjects are left out).
+    /// The stored keys of these subjects, in input order (missing subjects are left out).
     async fn data_keys(&self, subjects: &[SubjectId]) -> Result<Vec<StoredKey>, StoreError>;
 
     /// Upserts subjects and values atomically. Fails without writing anything when a subject
     /// in the batch (or owning a value) was erased, when a value's subject has no data key,
     /// or when the batch is over [`WRITE_BATCH_ROWS_MAX`]. Values of subjects not in the
-    /// batch must belong to existing subjects.
+    /// batch must belong to existing subjects (else `UnknownSubject`). Checks run in this
+    /// order: batch size, erased subjects (batch subjects first, then value owners, each in
+    /// batch order), then per value owner in batch order unknown subject and missing key.
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError>;
 
     async fn subject(&self, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError>;
 
     /// The sealed values of a subject, of the given fields (all fields when empty), ordered
-    /// by field, then first seen, then value id.
+    /// by field (in [`FieldKind`] declaration order, as its `Ord`), then first seen, then
+    /// value id. Empty for an unknown or erased subject.
     async fn values(&self, subject: &SubjectId, fields: &[FieldKind]) -> Result<Vec<SealedValue>, StoreError>;
 
     /// Deletes the subject's values and data key, marks it erased and records the erasure,
@@ -156,12 +210,14 @@ pub trait RegionStore: Send + Sync {
 
     async fn erasure(&self, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError>;
 
-    /// Keys of shred group `group` wrapped under a version older than `version`.
+    /// Keys of shred group `group` wrapped under a version older than `version`, ordered by
+    /// subject id.
     async fn keys_wrapped_before(&self, group: u16, version: u32) -> Result<Vec<StoredKey>, StoreError>;
 
     /// Replaces the wrapped bytes and version of existing keys (re-wrap after rotation), each
-    /// only where the stored version still equals its `previous_version`; returns how many
-    /// rows changed. One transaction.
+    /// only where the stored version still equals its `previous_version` and the stored
+    /// group equals `key.group`; returns how many rows changed. Applied in input order, in
+    /// one transaction.
     async fn rewrap_keys(&self, rewraps: &[Rewrap]) -> Result<u64, StoreError>;
 
     async fn stats(&self) -> Result<StoreStats, StoreError>;

@@ -1,0 +1,341 @@
+//! `custos demo`: builds a synthetic platform on embedded defaults (SQLite, keyring file) and
+//! walks a newcomer through what custos does with it: sealed storage per region, minimized
+//! views, residency, erasure by crypto-shredding; then serves the API.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use model::{FieldKind, RegionId, SubjectId, View};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use service::{GeoConfig, InitOptions, KeysConfig, ServiceError, StorageConfig, SubjectInput, SystemClock, ValueInput};
+
+use crate::import::{self, Format};
+
+/// Where the demo looks for an IP → country database when `--geo-mmdb` is not given.
+const DEMO_MMDB_CANDIDATES: [&str; 2] = ["../shared/data/geo-whois-asn-country.mmdb", "shared/data/geo-whois-asn-country.mmdb"];
+const DEMO_TOKEN_FILE: &str = "demo-service-token";
+/// Seed of the synthetic population: the demo is the same on every machine.
+const DEMO_SEED: u64 = 2022;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Data directory; created with embedded defaults when empty.
+    #[arg(long, env = "CUSTOS_DATA", default_value = "demo-data")]
+    data: PathBuf,
+    /// How many synthetic platform users to create.
+    #[arg(long, default_value_t = 5_000)]
+    subjects: usize,
+    /// Stop after the walkthrough instead of serving the API.
+    #[arg(long)]
+    no_serve: bool,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// IP → country database (MaxMind DB format); defaults to the one shipped in shared/data.
+    #[arg(long)]
+    geo_mmdb: Option<PathBuf>,
+}
+
+fn region(name: &str) -> RegionId {
+    RegionId::new(name).expect("demo region names are valid")
+}
+
+fn subject(name: &str) -> SubjectId {
+    SubjectId::new(name).expect("demo subject ids are valid")
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    println!("custos demo: a synthetic platform whose staff must go through custos to see personal data\n");
+    let token = prepare(&args)?;
+    let (config, vault) = service::open_deployment(&args.data, Arc::new(SystemClock)).await?;
+    let vault = Arc::new(vault);
+
+    step(1, "ingest a synthetic population, sealed in its home region");
+    let population = args.data.join("population.jsonl");
+    write_population(&population, args.subjects)?;
+    let summary = import::import_file(&vault, &population, Format::Jsonl, true).await?;
+    import::print_summary(&summary);
+    if !summary.rejected.is_empty() {
+        bail!("the synthetic population had rejected lines");
+    }
+
+    step(2, "storage holds only ciphertext");
+    show_sealed_storage(&args.data)?;
+
+    step(3, "answers are as coarse as the purpose needs");
+    show_views(&vault).await?;
+
+    step(4, "residency: a node holds the keys of its own regions only");
+    show_residency(&args.data).await?;
+
+    step(5, "erasure destroys the key, and with it every copy");
+    show_erasure(&args.data, &vault).await?;
+
+    println!();
+    if args.no_serve {
+        println!("done (--no-serve). Serve this deployment with: custos serve --data {}", args.data.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (ready_sender, ready) = tokio::sync::oneshot::channel();
+    let data = args.data.clone();
+    let server = tokio::spawn(async move { crate::serve(&data, args.listen, Some(ready_sender)).await });
+    drop(vault);
+    let address = match ready.await {
+        Ok(address) => address,
+        Err(_) => return server.await?.map(|()| ExitCode::FAILURE),
+    };
+    println!("serving regions {} on http://{address} (Ctrl-C to stop)", crate::join(&config.regions));
+    println!("  http://{address}/healthz   http://{address}/metrics   http://{address}/openapi.json");
+    println!("  curl -H 'Authorization: Bearer {token}' http://{address}/v1/regions/us/subjects/u-journalist-1");
+    server.await??;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn step(number: u32, title: &str) {
+    println!("\n── {number}. {title}");
+}
+
+/// Initializes the data directory on first use; returns the demo's service token.
+fn prepare(args: &DemoArgs) -> anyhow::Result<String> {
+    let token_path = args.data.join(DEMO_TOKEN_FILE);
+    if args.data.join(service::CONFIG_FILE_NAME).exists() {
+        // Every run tells the story from the start, so a directory the demo made is remade.
+        if !token_path.exists() {
+            bail!("{} holds a deployment the demo did not make; use another --data", args.data.display());
+        }
+        fs::remove_dir_all(&args.data).with_context(|| format!("failed to reset {}", args.data.display()))?;
+    }
+    let mmdb = args.geo_mmdb.clone().or_else(|| DEMO_MMDB_CANDIDATES.iter().map(PathBuf::from).find(|path| path.exists()));
+    match &mmdb {
+        Some(path) => println!("IP country lookups: {}", path.display()),
+        None => println!("no IP → country database found: the `country` view will answer \"unknown\""),
+    }
+    let geo = mmdb.map(|path| fs::canonicalize(&path).map(|mmdb| GeoConfig { mmdb })).transpose()?;
+    let options = InitOptions {
+        regions: vec![region("us"), region("eu"), region("sg")],
+        storage: StorageConfig::Sqlite,
+        keys: KeysConfig::Keyring,
+        geo,
+    };
+    let token = service::init_data_dir(&args.data, options)?;
+    let mut file = fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(&token_path)?.write_all(token.as_bytes())?;
+    println!("initialized {} (regions us, eu, sg; SQLite; keyring file)", args.data.display());
+    Ok(token)
+}
+
+/// The people of the story, then a deterministic synthetic crowd.
+fn write_population(path: &Path, crowd: usize) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(fs::File::create(path)?);
+    for subject in story_subjects() {
+        serde_json::to_writer(&mut out, &subject)?;
+        out.write_all(b"\n")?;
+    }
+    let mut rng = StdRng::seed_from_u64(DEMO_SEED);
+    for index in 0..crowd {
+        serde_json::to_writer(&mut out, &synthetic_subject(&mut rng, index))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn values(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<ValueInput>> {
+    pairs
+        .iter()
+        .map(|(field, list)| ((*field).to_owned(), list.iter().map(|value| ValueInput::Plain((*value).to_owned())).collect()))
+        .collect()
+}
+
+fn story_subjects() -> Vec<SubjectInput> {
+    let person = |id: &str, labels: &[&str], staff: Option<&str>, pairs: &[(&str, &[&str])]| SubjectInput {
+        id: id.to_owned(),
+        region: "us".to_owned(),
+        labels: labels.iter().map(|label| (*label).to_owned()).collect(),
+        staff: staff.map(str::to_owned),
+        values: values(pairs),
+    };
+    vec![
+        person("u-journalist-1", &["journalist"], None, &[
+            ("ip_address", &["24.48.12.201", "2600:1700:5a3c::17"]),
+            ("email", &["ada.reporter@newsroom.example"]),
+            ("phone", &["+1 (212) 555-0123"]),
+            ("location", &["40.712800,-74.006000,35"]),
+            ("name", &["Ada Reporter"]),
+            ("date_of_birth", &["1984-05-17"]),
+        ]),
+        person("u-journalist-2", &["journalist"], None, &[
+            ("ip_address", &["73.162.88.14"]),
+            ("email", &["ben.columnist@newsroom.example"]),
+            ("phone", &["+12025550188"]),
+            ("location", &["38.907200,-77.036900"]),
+            ("name", &["Ben Columnist"]),
+        ]),
+        person("u-employee-7", &["staff"], Some("s-us-7"), &[
+            ("ip_address", &["24.48.12.77"]),
+            ("email", &["sam@platform.example"]),
+        ]),
+        person("u-erase-me", &[], None, &[
+            ("email", &["leaving@example.org"]),
+            ("ip_address", &["98.37.10.4"]),
+        ]),
+    ]
+}
+
+fn synthetic_subject(rng: &mut StdRng, index: usize) -> SubjectInput {
+    const FIRST: [&str; 12] = ["Alex", "Maria", "Wei", "Fatima", "John", "Aiko", "Lars", "Priya", "Omar", "Chloe", "Diego", "Nia"];
+    const LAST: [&str; 12] = ["Smith", "Garcia", "Chen", "Khan", "Müller", "Sato", "Jensen", "Patel", "Haddad", "Martin", "López", "Okafor"];
+    // Address blocks whose registration country matches the region in the shipped database.
+    let (region, blocks, phone_prefix, centre): (&str, &[u8], &str, (f64, f64)) = match rng.random_range(0..10) {
+        0..=5 => ("us", &[24, 73, 98], "+1", (39.8, -98.6)),
+        6..=8 => ("eu", &[31, 62, 80], "+49", (50.1, 8.7)),
+        _ => ("sg", &[116, 118], "+65", (1.35, 103.8)),
+    };
+    let first = FIRST[rng.random_range(0..FIRST.len())];
+    let last = LAST[rng.random_range(0..LAST.len())];
+    let ips: Vec<String> = (0..rng.random_range(1..=3))
+        .map(|_| {
+            let block = blocks[rng.random_range(0..blocks.len())];
+            format!("{block}.{}.{}.{}", rng.random_range(0..=255), rng.random_range(0..=255), rng.random_range(1..=254))
+        })
+        .collect();
+    let email = format!("{}.{}{}@mail{}.example", first.to_lowercase(), index, rng.random_range(0..100), rng.random_range(0..5));
+    let phone = format!("{phone_prefix}{}", rng.random_range(200_000_000u64..999_999_999));
+    let location = format!("{:.5},{:.5}", centre.0 + rng.random_range(-3.0..3.0), centre.1 + rng.random_range(-3.0..3.0));
+    let birth = format!("{}-{:02}-{:02}", rng.random_range(1940..2012), rng.random_range(1..=12), rng.random_range(1..=28));
+    let device = format!("dev-{:016x}", rng.random::<u64>());
+    let mut labels = Vec::new();
+    if rng.random_range(0..200) == 0 {
+        labels.push("public_official".to_owned());
+    }
+    SubjectInput {
+        id: format!("u-{index:07}"),
+        region: region.to_owned(),
+        labels,
+        staff: None,
+        values: values(&[
+            ("ip_address", &ips.iter().map(String::as_str).collect::<Vec<_>>()),
+            ("email", &[&email]),
+            ("phone", &[&phone]),
+            ("location", &[&location]),
+            ("name", &[&format!("{first} {last}")]),
+            ("date_of_birth", &[&birth]),
+            ("device_id", &[&device]),
+        ]),
+    }
+}
+
+/// Reads every byte of the `us` region's database files and looks for the journalist's values.
+fn show_sealed_storage(data: &Path) -> anyhow::Result<()> {
+    let needles = ["ada.reporter@newsroom.example", "24.48.12.201", "Ada Reporter", "+12125550123"];
+    let mut bytes_read = 0usize;
+    let mut found = Vec::new();
+    let mut files = 0;
+    for suffix in ["", "-wal"] {
+        let path = data.join("regions").join(format!("us.db{suffix}"));
+        let Ok(content) = fs::read(&path) else { continue };
+        files += 1;
+        bytes_read += content.len();
+        for needle in needles {
+            if content.windows(needle.len()).any(|window| window == needle.as_bytes()) {
+                found.push(format!("{needle} in {}", path.display()));
+            }
+        }
+    }
+    println!("read {bytes_read} bytes of {files} database files of region us, looking for Ada Reporter's email, IP, name and phone");
+    if found.is_empty() {
+        println!("  none of them appears: values are AES-256-GCM sealed under a per-subject key, itself wrapped by the region's key");
+        Ok(())
+    } else {
+        bail!("plaintext found in storage: {}", found.join(", "))
+    }
+}
+
+async fn show_views(vault: &service::Vault) -> anyhow::Result<()> {
+    let us = region("us");
+    let ada = subject("u-journalist-1");
+    let asks: [(FieldKind, &[&str]); 6] = [
+        (FieldKind::IpAddress, &["exists", "country", "prefix/16", "prefix", "exact"]),
+        (FieldKind::Email, &["domain", "masked", "exact"]),
+        (FieldKind::Phone, &["country_code", "last2", "exact"]),
+        (FieldKind::Location, &["area/3", "area", "exact"]),
+        (FieldKind::DateOfBirth, &["age_band", "year"]),
+        (FieldKind::Name, &["exists"]),
+    ];
+    println!("the journalist u-journalist-1, field by field, from coarse to exact:");
+    for (field, views) in asks {
+        let requested: Vec<(FieldKind, View)> =
+            views.iter().map(|view| Ok((field, view.parse::<View>().map_err(|error| anyhow::anyhow!("{error}"))?))).collect::<anyhow::Result<_>>()?;
+        for reveal in vault.reveal(&us, &ada, &requested).await? {
+            let shown: Vec<&str> = reveal.values.iter().map(|value| value.value.as_str()).collect();
+            let shown = if reveal.view == "exists" { reveal.exists.to_string() } else { shown.join(", ") };
+            println!("  {:<14} {:<13} {shown}", reveal.field, reveal.view);
+        }
+    }
+    println!("  (staff reach these only through the access API, with a purpose and a case, after the decision is logged)");
+    Ok(())
+}
+
+async fn show_residency(data: &Path) -> anyhow::Result<()> {
+    let node_dir = data.join("eu-node");
+    if !node_dir.join(service::CONFIG_FILE_NAME).exists() {
+        service::init_data_dir(
+            &node_dir,
+            InitOptions { regions: vec![region("eu")], storage: StorageConfig::Sqlite, keys: KeysConfig::Keyring, geo: None },
+        )?;
+    }
+    let (_, eu_node) = service::open_deployment(&node_dir, Arc::new(SystemClock)).await?;
+    match eu_node.reveal(&region("us"), &subject("u-journalist-1"), &[(FieldKind::IpAddress, View::Country)]).await {
+        Err(ServiceError::RegionNotServed(region)) => {
+            println!("an eu-only node asked for a us subject answers: region {region} is not served by this node");
+            println!("  it has neither the us keys nor the us storage; it never fetches or proxies");
+            Ok(())
+        }
+        other => bail!("expected the eu node to refuse a us subject, got {other:?}"),
+    }
+}
+
+async fn show_erasure(data: &Path, vault: &service::Vault) -> anyhow::Result<()> {
+    let us = region("us");
+    let target = subject("u-erase-me");
+    let copy_dir = data.join("backup-before-erase");
+    fs::create_dir_all(&copy_dir)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let from = data.join("regions").join(format!("us.db{suffix}"));
+        if from.exists() {
+            fs::copy(&from, copy_dir.join(format!("us.db{suffix}")))?;
+        }
+    }
+    println!("copied the us database aside (a backup taken before the erase)");
+    let record = vault.erase(&us, &target, "dsr-4711", "data subject asked for erasure").await?;
+    println!("erased u-erase-me: {} values destroyed; the record of the erasure is kept", record.values_destroyed);
+    match vault.reveal(&us, &target, &[(FieldKind::Email, View::Exact)]).await {
+        Err(ServiceError::SubjectErased(_)) => println!("  reading it now: refused, the subject was erased"),
+        other => bail!("expected the erased subject to be unreadable, got {other:?}"),
+    }
+    let backup = store::SqliteStore::open(&copy_dir, us.clone())?;
+    let keyring = seal::KeyringFile::open(&data.join("keyring.json"), us.clone())?;
+    let stored = store::RegionStore::data_keys(&backup, std::slice::from_ref(&target)).await?;
+    let stored = stored.first().context("the backup should hold the old wrapped data key")?;
+    let wrapped = seal::WrappedKey {
+        group: seal::ShredGroup::new(stored.group).context("shred group")?,
+        version: seal::KekVersion(stored.version),
+        bytes: stored.wrapped.clone(),
+    };
+    match seal::KeyProvider::unwrap(&keyring, &target, &wrapped) {
+        Err(error) => println!("  opening the backup's copy of its data key with today's keys: {error}"),
+        Ok(_) => bail!("the backup's data key still unwraps after the erase"),
+    }
+    drop(backup);
+    fs::remove_dir_all(&copy_dir)?;
+    Ok(())
+}

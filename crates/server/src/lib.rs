@@ -1,0 +1,87 @@
+//! The HTTP face of custos: the axum [`app`], service-token authentication, JSON errors with
+//! stable codes, Prometheus metrics and the OpenAPI document generated from the handlers.
+
+mod error;
+mod ingest;
+mod metrics_layer;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use service::{ServiceToken, Vault};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use metrics_layer::prometheus_handle;
+
+/// Largest request body accepted, in bytes.
+pub const REQUEST_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Everything a request handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub service_tokens: Arc<Vec<ServiceToken>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "custos", description = "Purpose-bound, logged, minimized access to personal data."),
+    modifiers(&SecuritySchemes),
+    tags((name = "ingest", description = "Platform services write subjects and values."),
+         (name = "operations", description = "Health, metrics and this document."))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("service_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = api_router(state.clone()).split_for_parts();
+    let openapi = Arc::new(openapi);
+    Router::new()
+        .merge(api)
+        .route("/openapi.json", get(move || openapi_json(Arc::clone(&openapi))))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .route_layer(middleware::from_fn(metrics_layer::record))
+        .with_state(state)
+}
+
+/// The OpenAPI document, as `/openapi.json` serves it.
+pub fn openapi(state: AppState) -> utoipa::openapi::OpenApi {
+    api_router(state).split_for_parts().1
+}
+
+fn api_router(state: AppState) -> OpenApiRouter<AppState> {
+    let authenticated = ingest::routes().layer(middleware::from_fn_with_state(state, ingest::require_service_token));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(authenticated)
+}
+
+async fn openapi_json(openapi: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {
+    axum::Json(openapi.as_ref().clone())
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let regions: Vec<String> = state.vault.regions().map(ToString::to_string).collect();
+    axum::Json(serde_json::json!({ "status": "ok", "regions": regions }))
+}
+
+async fn metrics() -> impl IntoResponse {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus_handle().render())
+}

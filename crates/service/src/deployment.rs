@@ -1,0 +1,217 @@
+//! A deployment on disk: the data directory, its configuration file, and opening the regions
+//! it names with their storage and key providers.
+//!
+//! Layout of a data directory (SQLite, keyring defaults):
+//! - `custos.toml` — the configuration ([`Config`]);
+//! - `keyring.json` — key-encryption keys, mode 0600 (keyring provider only);
+//! - `regions/<region>.db` — one SQLite database per region (SQLite backend only).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use model::{GeoDb, RegionId};
+use seal::{DataKeyCache, KeyProvider, KeyringFile, Pkcs11Config, Pkcs11Provider};
+use serde::{Deserialize, Serialize};
+use store::{PostgresStore, RegionStore, SqliteStore};
+
+use crate::{Clock, RegionSetup, Vault, VaultOptions};
+
+pub const CONFIG_FILE_NAME: &str = "custos.toml";
+const KEYRING_FILE_NAME: &str = "keyring.json";
+const REGIONS_DIR_NAME: &str = "regions";
+/// Prefix of service tokens, so that a leaked one is recognisable by secret scanners.
+const SERVICE_TOKEN_PREFIX: &str = "cst_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The regions this node serves; it holds keys and storage for these only.
+    pub regions: Vec<RegionId>,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoConfig>,
+    /// Machine identities allowed to call the ingest API. Only token digests are stored.
+    #[serde(default)]
+    pub service_tokens: Vec<ServiceToken>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// One database file per region under `<data>/regions/`.
+    Sqlite,
+    /// One schema per region in this database.
+    Postgres { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeysConfig {
+    /// Key-encryption keys in `<data>/keyring.json` (mode 0600).
+    Keyring,
+    /// Key-encryption keys generated in and never leaving a PKCS#11 token. The PIN is read
+    /// from the environment variable named by `pin_env`, never from this file.
+    Pkcs11 { module: PathBuf, token: String, pin_env: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoConfig {
+    /// An IP → country database in MaxMind DB format.
+    pub mmdb: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceToken {
+    pub name: String,
+    /// Hex SHA-256 of the bearer token.
+    pub sha256: String,
+}
+
+impl ServiceToken {
+    /// Does `presented` hash to this token's digest? Compares in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes()));
+        aws_lc_rs::constant_time::verify_slices_are_equal(digest.as_bytes(), self.sha256.as_bytes()).is_ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path} already holds a deployment; refusing to overwrite it")]
+    AlreadyInitialized { path: PathBuf },
+    #[error("{path} holds no deployment (no {CONFIG_FILE_NAME}); run `custos init --data {path}` first")]
+    NotInitialized { path: PathBuf },
+    #[error("{path}: invalid configuration: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("keys for region {region}: {message}")]
+    Keys { region: RegionId, message: String },
+    #[error("storage for region {region}: {message}")]
+    Storage { region: RegionId, message: String },
+    #[error("geo database {path}: {message}")]
+    Geo { path: PathBuf, message: String },
+}
+
+/// What `custos init` sets up.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub regions: Vec<RegionId>,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    pub geo: Option<GeoConfig>,
+}
+
+/// Creates a data directory: configuration, keyring (for the keyring provider) and one
+/// service token, returned in clear exactly once.
+pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, DeploymentError> {
+    let io = |path: &Path, error: std::io::Error| DeploymentError::Io { path: path.to_owned(), message: error.to_string() };
+    let config_path = dir.join(CONFIG_FILE_NAME);
+    if config_path.exists() {
+        return Err(DeploymentError::AlreadyInitialized { path: dir.to_owned() });
+    }
+    if options.regions.is_empty() {
+        return Err(DeploymentError::Config { path: config_path, message: "at least one region is required".to_owned() });
+    }
+    fs::create_dir_all(dir).map_err(|error| io(dir, error))?;
+    if options.keys == KeysConfig::Keyring {
+        KeyringFile::create(&dir.join(KEYRING_FILE_NAME), &options.regions).map_err(|error| DeploymentError::Keys {
+            region: options.regions[0].clone(),
+            message: error.to_string(),
+        })?;
+    }
+    let token = new_service_token()?;
+    let config = Config {
+        regions: options.regions,
+        storage: options.storage,
+        keys: options.keys,
+        geo: options.geo,
+        service_tokens: vec![ServiceToken {
+            name: "platform".to_owned(),
+            sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())),
+        }],
+    };
+    let text = toml::to_string_pretty(&config)
+        .map_err(|error| DeploymentError::Config { path: config_path.clone(), message: error.to_string() })?;
+    let mut file = fs::File::create_new(&config_path).map_err(|error| io(&config_path, error))?;
+    file.write_all(format!("# custos deployment configuration (see docs/configuration.md)\n{text}").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|error| io(&config_path, error))?;
+    Ok(token)
+}
+
+fn new_service_token() -> Result<String, DeploymentError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| DeploymentError::Io { path: PathBuf::from("<random>"), message: "system random failed".to_owned() })?;
+    Ok(format!("{SERVICE_TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// Reads `<dir>/custos.toml`.
+pub fn read_config(dir: &Path) -> Result<Config, DeploymentError> {
+    let path = dir.join(CONFIG_FILE_NAME);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DeploymentError::NotInitialized { path: dir.to_owned() });
+        }
+        Err(error) => return Err(DeploymentError::Io { path, message: error.to_string() }),
+    };
+    let config: Config = toml::from_str(&text).map_err(|error| DeploymentError::Config { path: path.clone(), message: error.to_string() })?;
+    if config.regions.is_empty() {
+        return Err(DeploymentError::Config { path, message: "`regions` is empty".to_owned() });
+    }
+    Ok(config)
+}
+
+/// Opens every region of the deployment in `dir`: storage, keys, optional geo database.
+pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Config, Vault), DeploymentError> {
+    let config = read_config(dir)?;
+    let mut regions = Vec::with_capacity(config.regions.len());
+    for region in &config.regions {
+        let store: Arc<dyn RegionStore> = match &config.storage {
+            StorageConfig::Sqlite => Arc::new(
+                SqliteStore::open(&dir.join(REGIONS_DIR_NAME), region.clone())
+                    .map_err(|error| DeploymentError::Storage { region: region.clone(), message: error.to_string() })?,
+            ),
+            StorageConfig::Postgres { url } => Arc::new(
+                PostgresStore::connect(url, region.clone())
+                    .await
+                    .map_err(|error| DeploymentError::Storage { region: region.clone(), message: error.to_string() })?,
+            ),
+        };
+        let keys = open_keys(dir, &config.keys, region)?;
+        regions.push(RegionSetup { region: region.clone(), store, keys });
+    }
+    let geo = match &config.geo {
+        Some(geo) => {
+            let bytes = fs::read(&geo.mmdb).map_err(|error| DeploymentError::Geo { path: geo.mmdb.clone(), message: error.to_string() })?;
+            Some(Arc::new(
+                GeoDb::from_bytes(bytes).map_err(|error| DeploymentError::Geo { path: geo.mmdb.clone(), message: error.to_string() })?,
+            ))
+        }
+        None => None,
+    };
+    let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() });
+    Ok((config, vault))
+}
+
+fn open_keys(dir: &Path, keys: &KeysConfig, region: &RegionId) -> Result<Arc<dyn KeyProvider>, DeploymentError> {
+    let failed = |message: String| DeploymentError::Keys { region: region.clone(), message };
+    match keys {
+        KeysConfig::Keyring => Ok(Arc::new(
+            KeyringFile::open(&dir.join(KEYRING_FILE_NAME), region.clone()).map_err(|error| failed(error.to_string()))?,
+        )),
+        KeysConfig::Pkcs11 { module, token, pin_env } => {
+            let pin = std::env::var(pin_env).map_err(|_| failed(format!("environment variable {pin_env} (the token PIN) is not set")))?;
+            let config = Pkcs11Config { module: module.clone(), token_label: token.clone(), pin };
+            Ok(Arc::new(Pkcs11Provider::open(config, region.clone()).map_err(|error| failed(error.to_string()))?))
+        }
+    }
+}

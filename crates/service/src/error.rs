@@ -1,0 +1,60 @@
+//! The error space of the use cases. The HTTP edge maps each variant to a stable code.
+
+use model::{RegionId, SubjectId};
+use serde::Serialize;
+
+/// Why one value (or one subject) of an ingest was refused: which subject, which field, which
+/// value (0-based index in that field's list), and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ValueRejection {
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ValueRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "subject {:?}", self.subject)?;
+        if let Some(field) = &self.field {
+            write!(f, ", field {field}")?;
+        }
+        if let Some(index) = self.index {
+            write!(f, ", value {index}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid input: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ValueRejection>),
+    #[error("region {0} is not served by this node")]
+    RegionNotServed(RegionId),
+    #[error("subject {subject} not found in region {region}")]
+    SubjectNotFound { region: RegionId, subject: SubjectId },
+    #[error("subject {0} was erased")]
+    SubjectErased(SubjectId),
+    #[error("sealed data failed its integrity check for subject {subject}: {detail}")]
+    Integrity { subject: SubjectId, detail: String },
+    #[error("key provider: {0}")]
+    Keys(#[from] seal::KeyError),
+    #[error("sealing: {0}")]
+    Seal(#[from] seal::SealError),
+    #[error("storage: {0}")]
+    Store(store::StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<store::StoreError> for ServiceError {
+    fn from(error: store::StoreError) -> Self {
+        match error {
+            store::StoreError::Erased(subject) => ServiceError::SubjectErased(subject),
+            other => ServiceError::Store(other),
+        }
+    }
+}

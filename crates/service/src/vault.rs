@@ -1,0 +1,496 @@
+//! The vault: per-region sealed storage behind residency checks. Ingest seals values under each
+//! subject's data key; reveal opens them and applies a minimizing view; erase destroys the data
+//! key and re-keys its shred group so that old copies of the database cannot be opened.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Utc};
+use model::{FieldKind, FieldValue, GeoDb, Label, RegionId, StaffId, SubjectId, View, ViewContext};
+use seal::{DataKey, DataKeyCache, KeyProvider, KekVersion, ShredGroup, ValueAad, WrappedKey, shred_group_of};
+use serde::Serialize;
+use store::{ErasureRecord, RegionStore, Rewrap, SealedValue, StoredKey, SubjectUpsert, WriteBatch};
+
+use crate::{Clock, IngestOutcome, ServiceError, ValidatedSubject};
+
+/// One region this node serves: its storage and its key provider.
+pub struct RegionSetup {
+    pub region: RegionId,
+    pub store: Arc<dyn RegionStore>,
+    pub keys: Arc<dyn KeyProvider>,
+}
+
+pub struct VaultOptions {
+    pub geo: Option<Arc<GeoDb>>,
+    pub clock: Arc<dyn Clock>,
+    pub cache: DataKeyCache,
+}
+
+struct RegionVault {
+    store: Arc<dyn RegionStore>,
+    keys: Arc<dyn KeyProvider>,
+    /// Serializes writes that create data keys, erase or re-key within the region, so that a
+    /// key wrapped under a version being rotated away is never stored after the re-wrap scan.
+    writer: tokio::sync::Mutex<()>,
+}
+
+pub struct Vault {
+    regions: BTreeMap<RegionId, RegionVault>,
+    geo: Option<Arc<GeoDb>>,
+    clock: Arc<dyn Clock>,
+    cache: DataKeyCache,
+}
+
+/// What a caller may learn about a subject without any value: metadata and counts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SubjectSummary {
+    pub id: String,
+    pub region: String,
+    pub labels: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
+    /// Number of stored values per field kind.
+    pub value_counts: BTreeMap<String, u64>,
+}
+
+/// The values of one field under one view. Values that look the same under a coarse view are
+/// merged, so the count of distinct exact values is not revealed either.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FieldReveal {
+    pub field: String,
+    pub view: String,
+    pub exists: bool,
+    pub values: Vec<RevealedValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RevealedValue {
+    pub value: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RotationReport {
+    pub groups_rotated: u64,
+    pub data_keys_rewrapped: u64,
+}
+
+impl Vault {
+    pub fn new(regions: Vec<RegionSetup>, options: VaultOptions) -> Self {
+        let regions = regions
+            .into_iter()
+            .map(|setup| {
+                assert_eq!(setup.store.region(), &setup.region, "store serves another region");
+                assert_eq!(setup.keys.region(), &setup.region, "key provider serves another region");
+                let vault = RegionVault { store: setup.store, keys: setup.keys, writer: tokio::sync::Mutex::new(()) };
+                (setup.region, vault)
+            })
+            .collect();
+        Self { regions, geo: options.geo, clock: options.clock, cache: options.cache }
+    }
+
+    pub fn regions(&self) -> impl Iterator<Item = &RegionId> {
+        self.regions.keys()
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    pub fn has_geo(&self) -> bool {
+        self.geo.is_some()
+    }
+
+    /// Storage backend and key provider of a served region, for operators.
+    pub fn describe_region(&self, region: &RegionId) -> Result<(String, String), ServiceError> {
+        let vault = self.region(region)?;
+        Ok((vault.store.backend().to_owned(), vault.keys.describe()))
+    }
+
+    fn region(&self, region: &RegionId) -> Result<&RegionVault, ServiceError> {
+        self.regions.get(region).ok_or_else(|| ServiceError::RegionNotServed(region.clone()))
+    }
+
+    /// Writes validated subjects and their values. Every region must be served, or nothing is
+    /// written. Within a region the write is one transaction; across regions each region
+    /// commits on its own.
+    pub async fn ingest(&self, subjects: Vec<ValidatedSubject>) -> Result<IngestOutcome, ServiceError> {
+        let mut by_region: BTreeMap<RegionId, Vec<ValidatedSubject>> = BTreeMap::new();
+        for subject in subjects {
+            self.region(&subject.region)?;
+            by_region.entry(subject.region.clone()).or_default().push(subject);
+        }
+        let mut outcome = IngestOutcome::default();
+        for (region, subjects) in by_region {
+            outcome.add(self.ingest_region(&region, subjects).await?);
+        }
+        Ok(outcome)
+    }
+
+    async fn ingest_region(&self, region: &RegionId, subjects: Vec<ValidatedSubject>) -> Result<IngestOutcome, ServiceError> {
+        let vault = self.region(region)?;
+        let _writer = vault.writer.lock().await;
+        let now_ms = self.clock.now().timestamp_millis();
+        let ids: Vec<SubjectId> = subjects.iter().map(|subject| subject.id.clone()).collect();
+        let keys = self.data_keys(region, vault, &ids, KeyCreation::CreateMissing).await?;
+        let region_owned = region.clone();
+        let batch = tokio::task::spawn_blocking(move || seal_batch(&region_owned, &subjects, &keys, now_ms))
+            .await
+            .map_err(|error| ServiceError::Internal(format!("sealing task failed: {error}")))??;
+        let written = vault.store.write(&batch).await?;
+        metrics::counter!("custos_values_ingested_total", "region" => region.to_string()).increment(written.values_added);
+        Ok(IngestOutcome {
+            subjects_created: written.subjects_created,
+            subjects_updated: written.subjects_updated,
+            values_added: written.values_added,
+            values_merged: written.values_merged,
+        })
+    }
+
+    /// Metadata and value counts of a subject; never a value.
+    pub async fn subject(&self, region: &RegionId, id: &SubjectId) -> Result<SubjectSummary, ServiceError> {
+        let vault = self.region(region)?;
+        let record = vault
+            .store
+            .subject(id)
+            .await?
+            .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })?;
+        let mut value_counts = BTreeMap::new();
+        for value in vault.store.values(id, &[]).await? {
+            *value_counts.entry(value.field.as_str().to_owned()).or_insert(0) += 1;
+        }
+        Ok(SubjectSummary {
+            id: record.id.to_string(),
+            region: region.to_string(),
+            labels: record.labels.iter().map(|label| label.as_str().to_owned()).collect(),
+            staff: record.staff.as_ref().map(StaffId::to_string),
+            created_at: time_of(record.created_at_ms),
+            updated_at: time_of(record.updated_at_ms),
+            erased_at: record.erased_at_ms.map(time_of),
+            value_counts,
+        })
+    }
+
+    /// The labels of a subject, for policy and detection.
+    pub async fn labels(&self, region: &RegionId, id: &SubjectId) -> Result<Vec<Label>, ServiceError> {
+        let vault = self.region(region)?;
+        let record = vault
+            .store
+            .subject(id)
+            .await?
+            .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })?;
+        Ok(record.labels.into_iter().collect())
+    }
+
+    /// Opens the subject's values of the requested fields and applies each field's view.
+    ///
+    /// INVARIANT: no value may leave custos without a durable log entry for the decision that
+    /// allowed it (DESIGN.md §4). This function does not log; the access flow that calls it
+    /// must have appended and synced the decision first. It is not reachable over HTTP.
+    pub async fn reveal(
+        &self,
+        region: &RegionId,
+        id: &SubjectId,
+        fields: &[(FieldKind, View)],
+    ) -> Result<Vec<FieldReveal>, ServiceError> {
+        let vault = self.region(region)?;
+        let record = vault
+            .store
+            .subject(id)
+            .await?
+            .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })?;
+        if record.erased_at_ms.is_some() {
+            return Err(ServiceError::SubjectErased(id.clone()));
+        }
+        let kinds: Vec<FieldKind> = fields.iter().map(|(kind, _)| *kind).collect();
+        let sealed = vault.store.values(id, &kinds).await?;
+        let mut reveals: Vec<FieldReveal> = fields
+            .iter()
+            .map(|(kind, view)| FieldReveal { field: kind.as_str().to_owned(), view: view.to_string(), exists: false, values: Vec::new() })
+            .collect();
+        if sealed.is_empty() {
+            return Ok(reveals);
+        }
+        let keys = self.data_keys(region, vault, std::slice::from_ref(id), KeyCreation::ExistingOnly).await?;
+        let key = keys.get(id).ok_or_else(|| ServiceError::Integrity {
+            subject: id.clone(),
+            detail: "values are stored but the data key is missing".to_owned(),
+        })?;
+        let context = ViewContext { today: self.clock.now().date_naive(), geo: self.geo.as_deref().map(|geo| geo as _) };
+        for ((kind, view), reveal) in fields.iter().zip(reveals.iter_mut()) {
+            let mut merged: Vec<RevealedValue> = Vec::new();
+            for value in sealed.iter().filter(|value| value.field == *kind) {
+                reveal.exists = true;
+                if *view == View::Exists {
+                    continue;
+                }
+                let plain = open_value(region, key, value)?;
+                let shown = view.apply(&plain, &context).map_err(|error| ServiceError::Invalid(vec![crate::ValueRejection {
+                    subject: id.to_string(),
+                    field: Some(kind.as_str().to_owned()),
+                    index: None,
+                    message: error.to_string(),
+                }]))?;
+                let (first_seen, last_seen) = (time_of(value.first_seen_ms), time_of(value.last_seen_ms));
+                match merged.iter_mut().find(|existing| existing.value == shown.as_str()) {
+                    Some(existing) => {
+                        existing.first_seen = existing.first_seen.min(first_seen);
+                        existing.last_seen = existing.last_seen.max(last_seen);
+                    }
+                    None => merged.push(RevealedValue { value: shown.as_str().to_owned(), first_seen, last_seen }),
+                }
+            }
+            reveal.values = merged;
+        }
+        metrics::counter!("custos_values_revealed_total", "region" => region.to_string())
+            .increment(reveals.iter().map(|reveal| reveal.values.len() as u64).sum());
+        Ok(reveals)
+    }
+
+    /// Erases a subject: deletes its values and data key, keeps the record of the erasure, and
+    /// re-keys its shred group so the destroyed data key cannot be unwrapped from any copy of
+    /// the database taken before. Calling it again finishes an interrupted re-key.
+    pub async fn erase(
+        &self,
+        region: &RegionId,
+        id: &SubjectId,
+        requested_by: &str,
+        reason: &str,
+    ) -> Result<ErasureRecord, ServiceError> {
+        let vault = self.region(region)?;
+        let _writer = vault.writer.lock().await;
+        let now_ms = self.clock.now().timestamp_millis();
+        let record = vault.store.erase(id, now_ms, requested_by, reason).await.map_err(|error| match error {
+            store::StoreError::UnknownSubject(subject) => ServiceError::SubjectNotFound { region: region.clone(), subject },
+            other => other.into(),
+        })?;
+        self.cache.remove(region, id);
+        rotate_group(vault, shred_group_of(id)).await?;
+        metrics::counter!("custos_subjects_erased_total", "region" => region.to_string()).increment(1);
+        Ok(record)
+    }
+
+    /// Rotates every key-encryption key of the region: data keys are re-wrapped under new
+    /// versions (sealed values are not touched) and the old versions are destroyed.
+    pub async fn rotate_keys(&self, region: &RegionId) -> Result<RotationReport, ServiceError> {
+        let vault = self.region(region)?;
+        let _writer = vault.writer.lock().await;
+        let mut report = RotationReport::default();
+        for group in ShredGroup::all() {
+            let keys = Arc::clone(&vault.keys);
+            let current = blocking(move || keys.current_version(group)).await??;
+            if current.is_some() {
+                report.groups_rotated += 1;
+                report.data_keys_rewrapped += rotate_group(vault, group).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Unwrapped data keys for `subjects`, from the cache, else from the store; with
+    /// `CreateMissing`, new keys are generated, wrapped and stored for subjects without one
+    /// (the stored key wins a race).
+    async fn data_keys(
+        &self,
+        region: &RegionId,
+        vault: &RegionVault,
+        subjects: &[SubjectId],
+        creation: KeyCreation,
+    ) -> Result<HashMap<SubjectId, Arc<DataKey>>, ServiceError> {
+        let now = Instant::now();
+        let mut found = HashMap::with_capacity(subjects.len());
+        let mut missing = Vec::new();
+        for subject in subjects {
+            match self.cache.get(region, subject, now) {
+                Some(key) => {
+                    found.insert(subject.clone(), key);
+                }
+                None => missing.push(subject.clone()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let stored = vault.store.data_keys(&missing).await?;
+        let mut unwrapped = unwrap_all(&vault.keys, stored).await?;
+        if creation == KeyCreation::CreateMissing {
+            let absent: Vec<SubjectId> = missing.iter().filter(|subject| !unwrapped.contains_key(*subject)).cloned().collect();
+            if !absent.is_empty() {
+                let provider = Arc::clone(&vault.keys);
+                let created = blocking(move || -> Result<Vec<(DataKey, StoredKey)>, ServiceError> {
+                    absent
+                        .into_iter()
+                        .map(|subject| {
+                            let key = DataKey::generate()?;
+                            let wrapped = provider.wrap(shred_group_of(&subject), &subject, &key)?;
+                            let stored = StoredKey {
+                                subject,
+                                group: wrapped.group.as_u16(),
+                                version: wrapped.version.0,
+                                wrapped: wrapped.bytes,
+                            };
+                            Ok((key, stored))
+                        })
+                        .collect()
+                })
+                .await??;
+                let proposed: Vec<StoredKey> = created.iter().map(|(_, stored)| stored.clone()).collect();
+                let effective = vault.store.ensure_data_keys(&proposed).await?;
+                let mut lost_race = Vec::new();
+                for ((key, ours), theirs) in created.into_iter().zip(effective) {
+                    if ours == theirs {
+                        unwrapped.insert(ours.subject, key);
+                    } else {
+                        lost_race.push(theirs);
+                    }
+                }
+                unwrapped.extend(unwrap_all(&vault.keys, lost_race).await?);
+            }
+        }
+        for (subject, key) in unwrapped {
+            let key = Arc::new(key);
+            self.cache.insert(region, &subject, Arc::clone(&key), now);
+            found.insert(subject, key);
+        }
+        Ok(found)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyCreation {
+    CreateMissing,
+    ExistingOnly,
+}
+
+fn time_of(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ServiceError::Internal(format!("blocking task failed: {error}")))
+}
+
+async fn unwrap_all(provider: &Arc<dyn KeyProvider>, stored: Vec<StoredKey>) -> Result<HashMap<SubjectId, DataKey>, ServiceError> {
+    if stored.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let provider = Arc::clone(provider);
+    blocking(move || {
+        stored
+            .into_iter()
+            .map(|stored| {
+                let key = provider.unwrap(&stored.subject, &wrapped_of(&stored)?).map_err(|error| match error {
+                    seal::KeyError::Integrity => ServiceError::Integrity {
+                        subject: stored.subject.clone(),
+                        detail: "the wrapped data key failed its integrity check".to_owned(),
+                    },
+                    other => other.into(),
+                })?;
+                Ok((stored.subject, key))
+            })
+            .collect()
+    })
+    .await?
+}
+
+fn wrapped_of(stored: &StoredKey) -> Result<WrappedKey, ServiceError> {
+    let group = ShredGroup::new(stored.group)
+        .ok_or_else(|| ServiceError::Integrity { subject: stored.subject.clone(), detail: format!("shred group {} out of range", stored.group) })?;
+    Ok(WrappedKey { group, version: KekVersion(stored.version), bytes: stored.wrapped.clone() })
+}
+
+/// Seals every value of `subjects` (CPU work: runs on the blocking pool).
+fn seal_batch(
+    region: &RegionId,
+    subjects: &[ValidatedSubject],
+    keys: &HashMap<SubjectId, Arc<DataKey>>,
+    now_ms: i64,
+) -> Result<WriteBatch, ServiceError> {
+    let mut batch = WriteBatch::default();
+    for subject in subjects {
+        batch.subjects.push(SubjectUpsert {
+            id: subject.id.clone(),
+            labels: subject.labels.clone(),
+            staff: subject.staff.clone(),
+            at_ms: now_ms,
+        });
+        let key = keys.get(&subject.id).ok_or_else(|| ServiceError::Internal(format!("no data key for {}", subject.id)))?;
+        for (value, observed_at) in &subject.values {
+            let field = value.kind();
+            let canonical = value.to_canonical();
+            let value_id = seal::value_digest(key, field, canonical.as_bytes());
+            let aad = ValueAad { region, subject: &subject.id, field, value_id: &value_id };
+            let sealed = seal::seal(key, &aad, canonical.as_bytes())?;
+            let seen_ms = observed_at.map_or(now_ms, |at| at.timestamp_millis());
+            batch.values.push(SealedValue {
+                subject: subject.id.clone(),
+                field,
+                value_id,
+                sealed,
+                first_seen_ms: seen_ms,
+                last_seen_ms: seen_ms,
+            });
+        }
+    }
+    Ok(batch)
+}
+
+/// Opens one sealed value and parses it back; any failure is an integrity error for the
+/// subject, never garbage.
+pub(crate) fn open_value(region: &RegionId, key: &DataKey, value: &SealedValue) -> Result<FieldValue, ServiceError> {
+    let integrity = |detail: String| ServiceError::Integrity { subject: value.subject.clone(), detail };
+    let aad = ValueAad { region, subject: &value.subject, field: value.field, value_id: &value.value_id };
+    let plain = seal::open(key, &aad, &value.sealed)
+        .map_err(|error| integrity(format!("{} value {}: {error}", value.field, hex_of(&value.value_id))))?;
+    let text = String::from_utf8(plain).map_err(|_| integrity(format!("{} value is not UTF-8", value.field)))?;
+    FieldValue::parse(value.field, &text).map_err(|error| integrity(format!("{} value does not parse: {error}", value.field)))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Moves every data key of `group` to a new key-encryption key version and destroys the older
+/// versions. Returns how many keys were re-wrapped. The caller holds the region's writer lock.
+async fn rotate_group(vault: &RegionVault, group: ShredGroup) -> Result<u64, ServiceError> {
+    let provider = Arc::clone(&vault.keys);
+    let new_version = blocking(move || provider.rotate(group)).await??;
+    let old = vault.store.keys_wrapped_before(group.as_u16(), new_version.0).await?;
+    let provider = Arc::clone(&vault.keys);
+    let rewraps = blocking(move || -> Result<Vec<Rewrap>, ServiceError> {
+        old.into_iter()
+            .map(|stored| {
+                let key = provider.unwrap(&stored.subject, &wrapped_of(&stored)?)?;
+                let wrapped = provider.wrap(group, &stored.subject, &key)?;
+                assert_eq!(wrapped.version, new_version, "wrap must use the version just rotated to");
+                Ok(Rewrap {
+                    previous_version: stored.version,
+                    key: StoredKey { subject: stored.subject, group: group.as_u16(), version: new_version.0, wrapped: wrapped.bytes },
+                })
+            })
+            .collect()
+    })
+    .await??;
+    let count = vault.store.rewrap_keys(&rewraps).await?;
+    // INVARIANT: a key-encryption key version is destroyed only when no stored data key is
+    // wrapped under it; otherwise that subject's values would be lost with it.
+    let left = vault.store.keys_wrapped_before(group.as_u16(), new_version.0).await?;
+    if !left.is_empty() {
+        return Err(ServiceError::Internal(format!(
+            "{} data keys of shred group {} are still under an old key version; not destroying it",
+            left.len(),
+            group.as_u16()
+        )));
+    }
+    let provider = Arc::clone(&vault.keys);
+    blocking(move || provider.destroy_before(group, new_version)).await??;
+    Ok(count)
+}

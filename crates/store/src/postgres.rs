@@ -1,0 +1,708 @@
+//! The server backend: one PostgreSQL schema per region, `custos_<region>` with `-` replaced
+//! by `_` (region names are lowercase `a-z0-9-`, so the name needs no escaping and two
+//! regions never map to one schema).
+//!
+//! Schema (see the crate docs for the meaning of each column):
+//!
+//! ```sql
+//! CREATE TABLE custos_<region>.schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT);
+//! CREATE TABLE custos_<region>.subjects (id TEXT PRIMARY KEY, labels TEXT, staff_id TEXT NULL,
+//!     created_at_ms BIGINT, updated_at_ms BIGINT, erased_at_ms BIGINT NULL);
+//! CREATE TABLE custos_<region>.data_keys (subject_id TEXT PRIMARY KEY, shred_group INTEGER,
+//!     kek_version BIGINT, wrapped BYTEA);
+//! CREATE INDEX data_keys_rotation ON custos_<region>.data_keys (shred_group, kek_version);
+//! CREATE TABLE custos_<region>.field_values (subject_id TEXT REFERENCES subjects, field TEXT,
+//!     value_id BYTEA CHECK (length = 16), sealed BYTEA, first_seen_ms BIGINT,
+//!     last_seen_ms BIGINT, PRIMARY KEY (subject_id, field, value_id));
+//! CREATE TABLE custos_<region>.erasures (subject_id TEXT PRIMARY KEY REFERENCES subjects,
+//!     erased_at_ms BIGINT, requested_by TEXT, reason TEXT, values_destroyed BIGINT);
+//! ```
+//!
+//! Text keys use `COLLATE "C"` so that ordering is bytewise, as in SQLite, whatever the
+//! database's default collation; `kek_version` is `BIGINT` because a `u32` does not fit
+//! PostgreSQL's signed `INTEGER`.
+//!
+//! Every statement names its schema (`"custos_eu".subjects`) instead of relying on
+//! `SET search_path`: pooled connections outlive any one use, a session setting would leak
+//! into whatever borrows the connection next (and is lost behind a transaction-pooling proxy
+//! such as PgBouncer), and a qualified statement cannot silently read another region's
+//! table. The statements are built once at connect.
+//!
+//! Atomic check-then-write uses row locks at `READ COMMITTED` rather than `SERIALIZABLE`
+//! (which would need a retry loop around every transaction): a write, an erasure and
+//! `ensure_data_keys` each lock the subject rows they depend on first (`FOR UPDATE` or `FOR
+//! SHARE`, in id order so that two batches cannot deadlock), so an erasure cannot slip between
+//! a write's "not erased" check and its insert. `ensure_data_keys` relies on
+//! `INSERT … ON CONFLICT DO NOTHING` and then reads back what is stored, so the key that
+//! committed first wins for everyone. Batches are written with `UNNEST` over arrays: one
+//! statement per table per batch, in one transaction.
+//!
+//! Deleted rows stay in the table file until vacuum reclaims them; as with SQLite, the
+//! guarantee of erasure is the destroyed data key.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use model::{FieldKind, RegionId, SubjectId};
+use tokio_postgres::NoTls;
+
+use crate::plan::{self, BatchPlan, PlannedSubject, PlannedValue, SubjectRow, SubjectState};
+use crate::{
+    ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats, StoredKey,
+    SubjectRecord, WriteBatch, WriteOutcome,
+};
+
+/// Most connections one store holds open.
+pub const POSTGRES_CONNECTIONS_MAX: usize = 16;
+/// How long opening one connection may take.
+pub const POSTGRES_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long a caller waits for a free pooled connection.
+pub const POSTGRES_POOL_WAIT_TIMEOUT_MS: u64 = 30_000;
+
+/// Prefix of every region schema.
+pub const POSTGRES_SCHEMA_PREFIX: &str = "custos_";
+
+/// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`. `{schema}`
+/// is replaced by the quoted schema name.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+CREATE TABLE {schema}.subjects (
+    id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    labels TEXT NOT NULL,
+    staff_id TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    erased_at_ms BIGINT
+);
+
+CREATE TABLE {schema}.data_keys (
+    subject_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    shred_group INTEGER NOT NULL CHECK (shred_group BETWEEN 0 AND 65535),
+    kek_version BIGINT NOT NULL CHECK (kek_version BETWEEN 0 AND 4294967295),
+    wrapped BYTEA NOT NULL
+);
+
+CREATE INDEX data_keys_rotation ON {schema}.data_keys (shred_group, kek_version);
+
+CREATE TABLE {schema}.field_values (
+    subject_id TEXT COLLATE "C" NOT NULL REFERENCES {schema}.subjects (id),
+    field TEXT COLLATE "C" NOT NULL,
+    value_id BYTEA NOT NULL CHECK (length(value_id) = 16),
+    sealed BYTEA NOT NULL,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    PRIMARY KEY (subject_id, field, value_id)
+);
+
+CREATE TABLE {schema}.erasures (
+    subject_id TEXT COLLATE "C" NOT NULL PRIMARY KEY REFERENCES {schema}.subjects (id),
+    erased_at_ms BIGINT NOT NULL,
+    requested_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    values_destroyed BIGINT NOT NULL
+);
+"#];
+
+/// One region's data in one PostgreSQL schema. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    region: RegionId,
+    schema: String,
+    pool: Pool,
+    sql: std::sync::Arc<Statements>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PostgresStore")
+            .field("region", &self.region)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, no TLS), creates the region's
+    /// schema if missing and brings it up to date.
+    pub async fn connect(url: &str, region: RegionId) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|error| StoreError::Postgres(format!("invalid url: {error}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_millis(POSTGRES_CONNECT_TIMEOUT_MS));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("custos");
+        }
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POSTGRES_CONNECTIONS_MAX)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_millis(POSTGRES_CONNECT_TIMEOUT_MS)))
+            .wait_timeout(Some(Duration::from_millis(POSTGRES_POOL_WAIT_TIMEOUT_MS)))
+            .build()
+            .map_err(|error| StoreError::Postgres(error.to_string()))?;
+        let schema = Self::schema_for(&region);
+        let store = PostgresStore { sql: std::sync::Arc::new(Statements::new(&schema)), region, schema, pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The schema that holds `region`'s tables.
+    pub fn schema_for(region: &RegionId) -> String {
+        format!("{POSTGRES_SCHEMA_PREFIX}{}", region.as_str().replace('-', "_"))
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The schema version recorded in the region's schema.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one(&self.sql.select_version, &[]).await.map_err(postgres_error)?;
+        Ok(row.get(0))
+    }
+
+    /// Drops the region's schema with everything in it. For tests and for decommissioning a
+    /// region; the store is unusable afterwards.
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quoted(&self.schema)))
+            .await
+            .map_err(postgres_error)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let schema = quoted(&self.schema);
+        for (index, sql) in MIGRATIONS.iter().enumerate() {
+            let version = index as i64 + 1;
+            let transaction = client.transaction().await.map_err(postgres_error)?;
+            // Two nodes starting at once must not both apply a migration: the lock is held to
+            // the end of the transaction, and the version is read after taking it.
+            transaction
+                .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("custos migrate {}", self.schema)])
+                .await
+                .map_err(postgres_error)?;
+            transaction
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {schema}; \
+                     CREATE TABLE IF NOT EXISTS {schema}.schema_migrations \
+                     (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
+                ))
+                .await
+                .map_err(postgres_error)?;
+            let found: i64 = transaction.query_one(&self.sql.select_version, &[]).await.map_err(postgres_error)?.get(0);
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+            }
+            if found >= version {
+                continue;
+            }
+            transaction.batch_execute(&sql.replace("{schema}", &schema)).await.map_err(postgres_error)?;
+            transaction
+                .execute(
+                    &format!("INSERT INTO {schema}.schema_migrations (version, applied_at_ms) VALUES ($1, $2)"),
+                    &[&version, &now_ms()],
+                )
+                .await
+                .map_err(postgres_error)?;
+            transaction.commit().await.map_err(postgres_error)?;
+        }
+        let found = self.schema_version().await?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(|error| StoreError::Postgres(error.to_string()))
+    }
+}
+
+/// Every statement of the store, qualified with the region's schema.
+struct Statements {
+    select_version: String,
+    lock_subjects: String,
+    share_subjects: String,
+    select_subject: String,
+    insert_subjects: String,
+    update_subjects: String,
+    select_keys: String,
+    select_keyed: String,
+    insert_keys: String,
+    merge_values: String,
+    insert_values: String,
+    select_values: String,
+    select_erasure: String,
+    delete_values: String,
+    delete_key: String,
+    mark_erased: String,
+    insert_erasure: String,
+    select_keys_before: String,
+    rewrap_key: String,
+    select_stats: String,
+}
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        let s = quoted(schema);
+        Statements {
+            select_version: format!("SELECT coalesce(max(version), 0)::BIGINT FROM {s}.schema_migrations"),
+            lock_subjects: format!(
+                "SELECT id, erased_at_ms IS NOT NULL FROM {s}.subjects WHERE id = ANY($1::TEXT[]) ORDER BY id FOR UPDATE"
+            ),
+            share_subjects: format!(
+                "SELECT id, erased_at_ms IS NOT NULL FROM {s}.subjects WHERE id = ANY($1::TEXT[]) ORDER BY id FOR SHARE"
+            ),
+            select_subject: format!(
+                "SELECT id, labels, staff_id, created_at_ms, updated_at_ms, erased_at_ms FROM {s}.subjects WHERE id = $1"
+            ),
+            insert_subjects: format!(
+                "INSERT INTO {s}.subjects (id, labels, staff_id, created_at_ms, updated_at_ms) \
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[]) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
+            ),
+            update_subjects: format!(
+                "UPDATE {s}.subjects AS t SET labels = u.labels, staff_id = u.staff_id, \
+                 updated_at_ms = GREATEST(t.updated_at_ms, u.at_ms) \
+                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS u (id, labels, staff_id, at_ms) \
+                 WHERE t.id = u.id"
+            ),
+            select_keys: format!(
+                "SELECT subject_id, shred_group, kek_version, wrapped FROM {s}.data_keys WHERE subject_id = ANY($1::TEXT[])"
+            ),
+            select_keyed: format!("SELECT subject_id FROM {s}.data_keys WHERE subject_id = ANY($1::TEXT[])"),
+            insert_keys: format!(
+                "INSERT INTO {s}.data_keys (subject_id, shred_group, kek_version, wrapped) \
+                 SELECT * FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::BIGINT[], $4::BYTEA[]) \
+                 ON CONFLICT (subject_id) DO NOTHING"
+            ),
+            merge_values: format!(
+                "UPDATE {s}.field_values AS t SET first_seen_ms = LEAST(t.first_seen_ms, u.first_seen_ms), \
+                 last_seen_ms = GREATEST(t.last_seen_ms, u.last_seen_ms) \
+                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::BIGINT[], $5::BIGINT[]) \
+                 AS u (subject_id, field, value_id, first_seen_ms, last_seen_ms) \
+                 WHERE t.subject_id = u.subject_id AND t.field = u.field AND t.value_id = u.value_id"
+            ),
+            insert_values: format!(
+                "INSERT INTO {s}.field_values (subject_id, field, value_id, sealed, first_seen_ms, last_seen_ms) \
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::BYTEA[], $5::BIGINT[], $6::BIGINT[]) \
+                 ON CONFLICT (subject_id, field, value_id) DO NOTHING"
+            ),
+            select_values: format!(
+                "SELECT field, value_id, sealed, first_seen_ms, last_seen_ms FROM {s}.field_values \
+                 WHERE subject_id = $1 AND (cardinality($2::TEXT[]) = 0 OR field = ANY($2::TEXT[]))"
+            ),
+            select_erasure: format!(
+                "SELECT subject_id, erased_at_ms, requested_by, reason, values_destroyed FROM {s}.erasures \
+                 WHERE subject_id = $1"
+            ),
+            delete_values: format!("DELETE FROM {s}.field_values WHERE subject_id = $1"),
+            delete_key: format!("DELETE FROM {s}.data_keys WHERE subject_id = $1"),
+            mark_erased: format!(
+                "UPDATE {s}.subjects SET erased_at_ms = $2, updated_at_ms = GREATEST(updated_at_ms, $2) WHERE id = $1"
+            ),
+            insert_erasure: format!(
+                "INSERT INTO {s}.erasures (subject_id, erased_at_ms, requested_by, reason, values_destroyed) \
+                 VALUES ($1, $2, $3, $4, $5)"
+            ),
+            select_keys_before: format!(
+                "SELECT subject_id, shred_group, kek_version, wrapped FROM {s}.data_keys \
+                 WHERE shred_group = $1 AND kek_version < $2 ORDER BY subject_id"
+            ),
+            rewrap_key: format!(
+                "UPDATE {s}.data_keys SET kek_version = $3, wrapped = $4 \
+                 WHERE subject_id = $1 AND shred_group = $2 AND kek_version = $5"
+            ),
+            select_stats: format!(
+                "SELECT (SELECT count(*) FROM {s}.subjects), \
+                 (SELECT count(*) FROM {s}.subjects WHERE erased_at_ms IS NOT NULL), \
+                 (SELECT count(*) FROM {s}.field_values)"
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl RegionStore for PostgresStore {
+    fn region(&self) -> &RegionId {
+        &self.region
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ensure_data_keys(&self, keys: &[StoredKey]) -> Result<Vec<StoredKey>, StoreError> {
+        plan::check_rows(keys.len())?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut firsts = plan::first_key_per_subject(keys);
+        let subjects: Vec<&str> = firsts.iter().map(|key| key.subject.as_str()).collect();
+
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let statement = transaction.prepare_cached(&self.sql.share_subjects).await.map_err(postgres_error)?;
+        let erased: HashSet<String> = transaction
+            .query(&statement, &[&subjects])
+            .await
+            .map_err(postgres_error)?
+            .into_iter()
+            .filter(|row| row.get::<_, bool>(1))
+            .map(|row| row.get(0))
+            .collect();
+        if let Some(key) = firsts.iter().find(|key| erased.contains(key.subject.as_str())) {
+            return Err(StoreError::Erased(key.subject.clone()));
+        }
+
+        // Inserted in id order so that two calls lock index entries in the same order.
+        firsts.sort_by(|left, right| left.subject.cmp(&right.subject));
+        let ids: Vec<&str> = firsts.iter().map(|key| key.subject.as_str()).collect();
+        let groups: Vec<i32> = firsts.iter().map(|key| i32::from(key.group)).collect();
+        let versions: Vec<i64> = firsts.iter().map(|key| i64::from(key.version)).collect();
+        let wrapped: Vec<&[u8]> = firsts.iter().map(|key| key.wrapped.as_slice()).collect();
+        let statement = transaction.prepare_cached(&self.sql.insert_keys).await.map_err(postgres_error)?;
+        transaction
+            .execute(&statement, &[&ids, &groups, &versions, &wrapped])
+            .await
+            .map_err(postgres_error)?;
+
+        let stored = select_keys(&transaction, &self.sql.select_keys, &ids).await?;
+        transaction.commit().await.map_err(postgres_error)?;
+        keys.iter()
+            .map(|key| {
+                stored
+                    .get(&key.subject)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt(format!("key of {} vanished", key.subject)))
+            })
+            .collect()
+    }
+
+    async fn data_keys(&self, subjects: &[SubjectId]) -> Result<Vec<StoredKey>, StoreError> {
+        plan::check_rows(subjects.len())?;
+        let ids: Vec<&str> = subjects.iter().map(SubjectId::as_str).collect();
+        let client = self.client().await?;
+        let stored = select_keys(&client, &self.sql.select_keys, &ids).await?;
+        Ok(subjects.iter().filter_map(|subject| stored.get(subject).cloned()).collect())
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
+        let plan = BatchPlan::new(batch)?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+
+        let touched: Vec<&str> = plan.touched_subjects().into_iter().map(SubjectId::as_str).collect();
+        let mut states = lock_subjects(&transaction, &self.sql.lock_subjects, &touched).await?;
+        let owners: Vec<&str> = plan.value_owners.iter().map(|owner| owner.as_str()).collect();
+        let statement = transaction.prepare_cached(&self.sql.select_keyed).await.map_err(postgres_error)?;
+        let keyed: HashSet<SubjectId> = transaction
+            .query(&statement, &[&owners])
+            .await
+            .map_err(postgres_error)?
+            .iter()
+            .map(|row| plan::subject_id(row.get(0)))
+            .collect::<Result<_, _>>()?;
+        plan.validate(&states, &keyed)?;
+
+        let mut fresh: Vec<&PlannedSubject<'_>> = plan.subjects.iter().filter(|planned| !states.contains_key(planned.id)).collect();
+        fresh.sort_by(|left, right| left.id.cmp(right.id));
+        let mut subjects_created = 0;
+        if !fresh.is_empty() {
+            let columns = SubjectColumns::new(&fresh);
+            let statement = transaction.prepare_cached(&self.sql.insert_subjects).await.map_err(postgres_error)?;
+            let inserted: HashSet<String> = transaction
+                .query(&statement, &[&columns.ids, &columns.labels, &columns.staff, &columns.first_at_ms, &columns.last_at_ms])
+                .await
+                .map_err(postgres_error)?
+                .into_iter()
+                .map(|row| row.get(0))
+                .collect();
+            subjects_created = inserted.len() as u64;
+            // A subject another transaction created after our lock query: lock it now and
+            // check it again before updating it like any existing subject.
+            let raced: Vec<&str> = columns.ids.iter().copied().filter(|id| !inserted.contains(*id)).collect();
+            if !raced.is_empty() {
+                let raced_states = lock_subjects(&transaction, &self.sql.lock_subjects, &raced).await?;
+                if let Some((id, _)) = raced_states.iter().find(|(_, state)| **state == SubjectState::Erased) {
+                    return Err(StoreError::Erased(id.clone()));
+                }
+                states.extend(raced_states);
+            }
+        }
+        let mut existing: Vec<&PlannedSubject<'_>> = plan
+            .subjects
+            .iter()
+            .filter(|planned| states.contains_key(planned.id))
+            .collect();
+        existing.sort_by(|left, right| left.id.cmp(right.id));
+        if !existing.is_empty() {
+            let columns = SubjectColumns::new(&existing);
+            let statement = transaction.prepare_cached(&self.sql.update_subjects).await.map_err(postgres_error)?;
+            transaction
+                .execute(&statement, &[&columns.ids, &columns.labels, &columns.staff, &columns.last_at_ms])
+                .await
+                .map_err(postgres_error)?;
+        }
+
+        let mut values_added = 0;
+        if !plan.values.is_empty() {
+            let mut values: Vec<&PlannedValue<'_>> = plan.values.iter().collect();
+            values.sort_by(|left, right| {
+                let key = |planned: &PlannedValue<'_>| (planned.value.subject.clone(), planned.value.field, planned.value.value_id);
+                key(left).cmp(&key(right))
+            });
+            let subjects: Vec<&str> = values.iter().map(|planned| planned.value.subject.as_str()).collect();
+            let fields: Vec<&str> = values.iter().map(|planned| planned.value.field.as_str()).collect();
+            let value_ids: Vec<&[u8]> = values.iter().map(|planned| &planned.value.value_id[..]).collect();
+            let sealed: Vec<&[u8]> = values.iter().map(|planned| planned.value.sealed.as_slice()).collect();
+            let first_seen: Vec<i64> = values.iter().map(|planned| planned.first_seen_ms).collect();
+            let last_seen: Vec<i64> = values.iter().map(|planned| planned.last_seen_ms).collect();
+            // Merge first, then insert what is new: the owners are locked, so no other
+            // transaction can add one of these values in between, and the insert's count is
+            // exactly the values added.
+            let statement = transaction.prepare_cached(&self.sql.merge_values).await.map_err(postgres_error)?;
+            transaction
+                .execute(&statement, &[&subjects, &fields, &value_ids, &first_seen, &last_seen])
+                .await
+                .map_err(postgres_error)?;
+            let statement = transaction.prepare_cached(&self.sql.insert_values).await.map_err(postgres_error)?;
+            values_added = transaction
+                .execute(&statement, &[&subjects, &fields, &value_ids, &sealed, &first_seen, &last_seen])
+                .await
+                .map_err(postgres_error)?;
+        }
+        transaction.commit().await.map_err(postgres_error)?;
+        Ok(plan.outcome(subjects_created, values_added))
+    }
+
+    async fn subject(&self, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&self.sql.select_subject).await.map_err(postgres_error)?;
+        let row = client.query_opt(&statement, &[&id.as_str()]).await.map_err(postgres_error)?;
+        row.map(|row| {
+            SubjectRow {
+                id: row.get(0),
+                labels: row.get(1),
+                staff: row.get(2),
+                created_at_ms: row.get(3),
+                updated_at_ms: row.get(4),
+                erased_at_ms: row.get(5),
+            }
+            .into_record()
+        })
+        .transpose()
+    }
+
+    async fn values(&self, subject: &SubjectId, fields: &[FieldKind]) -> Result<Vec<SealedValue>, StoreError> {
+        let fields: Vec<&str> = fields.iter().map(|field| field.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&self.sql.select_values).await.map_err(postgres_error)?;
+        let rows = client.query(&statement, &[&subject.as_str(), &fields]).await.map_err(postgres_error)?;
+        let mut values = rows
+            .iter()
+            .map(|row| {
+                Ok(SealedValue {
+                    subject: subject.clone(),
+                    field: plan::field_kind(row.get(0))?,
+                    value_id: plan::value_id(row.get(1))?,
+                    sealed: row.get(2),
+                    first_seen_ms: row.get(3),
+                    last_seen_ms: row.get(4),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        plan::sort_values(&mut values);
+        Ok(values)
+    }
+
+    async fn erase(&self, subject: &SubjectId, at_ms: i64, requested_by: &str, reason: &str) -> Result<ErasureRecord, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let states = lock_subjects(&transaction, &self.sql.lock_subjects, &[subject.as_str()]).await?;
+        match states.get(subject) {
+            None => return Err(StoreError::UnknownSubject(subject.clone())),
+            Some(SubjectState::Erased) => {
+                return select_erasure(&transaction, &self.sql.select_erasure, subject)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("subject {subject} is erased but has no erasure record")));
+            }
+            Some(SubjectState::Live) => {}
+        }
+        let id = subject.as_str();
+        let destroyed = transaction.execute(&self.sql.delete_values, &[&id]).await.map_err(postgres_error)?;
+        transaction.execute(&self.sql.delete_key, &[&id]).await.map_err(postgres_error)?;
+        transaction.execute(&self.sql.mark_erased, &[&id, &at_ms]).await.map_err(postgres_error)?;
+        let destroyed_count = i64::try_from(destroyed).map_err(|_| StoreError::Corrupt(format!("{destroyed} values destroyed")))?;
+        transaction
+            .execute(&self.sql.insert_erasure, &[&id, &at_ms, &requested_by, &reason, &destroyed_count])
+            .await
+            .map_err(postgres_error)?;
+        transaction.commit().await.map_err(postgres_error)?;
+        Ok(ErasureRecord {
+            subject: subject.clone(),
+            erased_at_ms: at_ms,
+            requested_by: requested_by.to_owned(),
+            reason: reason.to_owned(),
+            values_destroyed: destroyed,
+        })
+    }
+
+    async fn erasure(&self, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError> {
+        let client = self.client().await?;
+        select_erasure(&client, &self.sql.select_erasure, subject).await
+    }
+
+    async fn keys_wrapped_before(&self, group: u16, version: u32) -> Result<Vec<StoredKey>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&self.sql.select_keys_before).await.map_err(postgres_error)?;
+        let rows = client
+            .query(&statement, &[&i32::from(group), &i64::from(version)])
+            .await
+            .map_err(postgres_error)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn rewrap_keys(&self, rewraps: &[Rewrap]) -> Result<u64, StoreError> {
+        plan::check_rows(rewraps.len())?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let statement = transaction.prepare_cached(&self.sql.rewrap_key).await.map_err(postgres_error)?;
+        let mut changed = 0;
+        // One statement per key, in input order, so that a chain of re-wraps of one key in
+        // one call behaves exactly as in SQLite.
+        for rewrap in rewraps {
+            let key = &rewrap.key;
+            changed += transaction
+                .execute(
+                    &statement,
+                    &[
+                        &key.subject.as_str(),
+                        &i32::from(key.group),
+                        &i64::from(key.version),
+                        &key.wrapped.as_slice(),
+                        &i64::from(rewrap.previous_version),
+                    ],
+                )
+                .await
+                .map_err(postgres_error)?;
+        }
+        transaction.commit().await.map_err(postgres_error)?;
+        Ok(changed)
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one(&self.sql.select_stats, &[]).await.map_err(postgres_error)?;
+        Ok(StoreStats {
+            subjects: plan::count(row.get(0))?,
+            subjects_erased: plan::count(row.get(1))?,
+            values: plan::count(row.get(2))?,
+        })
+    }
+}
+
+/// Column arrays of subject upserts for an `UNNEST`.
+struct SubjectColumns<'a> {
+    ids: Vec<&'a str>,
+    labels: Vec<String>,
+    staff: Vec<Option<&'a str>>,
+    first_at_ms: Vec<i64>,
+    last_at_ms: Vec<i64>,
+}
+
+impl<'a> SubjectColumns<'a> {
+    fn new(subjects: &[&PlannedSubject<'a>]) -> Self {
+        SubjectColumns {
+            ids: subjects.iter().map(|planned| planned.id.as_str()).collect(),
+            labels: subjects.iter().map(|planned| plan::labels_to_json(planned.labels)).collect(),
+            staff: subjects.iter().map(|planned| planned.staff.map(|staff| staff.as_str())).collect(),
+            first_at_ms: subjects.iter().map(|planned| planned.first_at_ms).collect(),
+            last_at_ms: subjects.iter().map(|planned| planned.last_at_ms).collect(),
+        }
+    }
+}
+
+async fn lock_subjects<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    sql: &str,
+    ids: &[&str],
+) -> Result<HashMap<SubjectId, SubjectState>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(postgres_error)?;
+    let rows = client.query(&statement, &[&ids]).await.map_err(postgres_error)?;
+    rows.iter()
+        .map(|row| {
+            let state = if row.get::<_, bool>(1) { SubjectState::Erased } else { SubjectState::Live };
+            Ok((plan::subject_id(row.get(0))?, state))
+        })
+        .collect()
+}
+
+async fn select_keys<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    sql: &str,
+    ids: &[&str],
+) -> Result<HashMap<SubjectId, StoredKey>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(postgres_error)?;
+    let rows = client.query(&statement, &[&ids]).await.map_err(postgres_error)?;
+    rows.iter().map(|row| key_from_row(row).map(|key| (key.subject.clone(), key))).collect()
+}
+
+async fn select_erasure<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    sql: &str,
+    subject: &SubjectId,
+) -> Result<Option<ErasureRecord>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(postgres_error)?;
+    let row = client.query_opt(&statement, &[&subject.as_str()]).await.map_err(postgres_error)?;
+    row.map(|row| {
+        Ok(ErasureRecord {
+            subject: plan::subject_id(row.get(0))?,
+            erased_at_ms: row.get(1),
+            requested_by: row.get(2),
+            reason: row.get(3),
+            values_destroyed: plan::count(row.get(4))?,
+        })
+    })
+    .transpose()
+}
+
+fn key_from_row(row: &tokio_postgres::Row) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey {
+        subject: plan::subject_id(row.get(0))?,
+        group: plan::shred_group(i64::from(row.get::<_, i32>(1)))?,
+        version: plan::kek_version(row.get(2))?,
+        wrapped: row.get(3),
+    })
+}
+
+fn quoted(schema: &str) -> String {
+    // INVARIANT: schema names come from `schema_for`, made of a-z, 0-9 and '_' only.
+    debug_assert!(schema.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'));
+    format!("\"{schema}\"")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// tokio-postgres shows only "db error" for server errors; the server's message and code are
+/// what an operator needs.
+pub(crate) fn postgres_error(error: tokio_postgres::Error) -> StoreError {
+    if let Some(database) = error.as_db_error() {
+        return StoreError::Postgres(format!("{} ({})", database.message(), database.code().code()));
+    }
+    match std::error::Error::source(&error) {
+        Some(source) => StoreError::Postgres(format!("{error}: {source}")),
+        None => StoreError::Postgres(error.to_string()),
+    }
+}

@@ -1,0 +1,675 @@
+//! The embedded backend: one SQLite database file per region, `<dir>/<region>.db`.
+//!
+//! Schema (see the crate docs for the meaning of each column):
+//!
+//! ```sql
+//! CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL);
+//! CREATE TABLE subjects (id TEXT PRIMARY KEY, labels TEXT, staff_id TEXT NULL,
+//!     created_at_ms INTEGER, updated_at_ms INTEGER, erased_at_ms INTEGER NULL);
+//! CREATE TABLE data_keys (subject_id TEXT PRIMARY KEY, shred_group INTEGER,
+//!     kek_version INTEGER, wrapped BLOB);
+//! CREATE INDEX data_keys_rotation ON data_keys (shred_group, kek_version);
+//! CREATE TABLE field_values (subject_id TEXT REFERENCES subjects, field TEXT,
+//!     value_id BLOB CHECK (length = 16), sealed BLOB, first_seen_ms INTEGER,
+//!     last_seen_ms INTEGER, PRIMARY KEY (subject_id, field, value_id));
+//! CREATE TABLE erasures (subject_id TEXT PRIMARY KEY REFERENCES subjects,
+//!     erased_at_ms INTEGER, requested_by TEXT, reason TEXT, values_destroyed INTEGER);
+//! ```
+//!
+//! Tables are `STRICT` (a wrong type is an error, not a silent conversion) and `WITHOUT
+//! ROWID` (rows are small and always found by their primary key, so the key is the table).
+//!
+//! Connection settings, and why:
+//! - `journal_mode=WAL`: readers do not block the writer nor the writer the readers.
+//! - `synchronous=FULL`: the WAL is fsynced at every commit, so a write that was acknowledged
+//!   survives a power loss. `NORMAL` would only fsync at checkpoints: the database stays
+//!   consistent but the last acknowledged transactions can vanish — an ingest the platform
+//!   was told succeeded, or worse an erasure that was confirmed to the data subject.
+//! - `secure_delete=ON`: deleted rows are overwritten with zeros in the file instead of left
+//!   in free space. Erasure also runs a WAL checkpoint so the zeroed pages reach the main
+//!   file and the WAL is truncated. This is best effort against forensic recovery from the
+//!   file; the guarantee of erasure is that the data key is destroyed (crypto-shredding).
+//! - `foreign_keys=ON`: values and erasures cannot point at a missing subject.
+//! - a busy timeout, so that a second process (a backup, the CLI) waits instead of failing.
+//!
+//! Blocking calls run on tokio's blocking pool. One writer connection sits behind a mutex
+//! (SQLite has one writer anyway, and each write is an `IMMEDIATE` transaction so it takes
+//! the write lock up front instead of failing on upgrade); reads use a small pool of
+//! read-only connections, which WAL lets run beside the writer.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use model::{FieldKind, RegionId, SubjectId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::plan::{self, BatchPlan, SubjectRow, SubjectState};
+use crate::{
+    ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats, StoredKey,
+    SubjectRecord, WriteBatch, WriteOutcome,
+};
+
+/// How long a connection waits for another process's lock before giving up.
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Most idle read-only connections kept for reuse.
+pub const SQLITE_READERS_IDLE_MAX: usize = 4;
+/// Prepared statements cached per connection; more than the store has, so none is evicted.
+const STATEMENTS_CACHED_MAX: usize = 64;
+
+/// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+CREATE TABLE subjects (
+    id TEXT NOT NULL PRIMARY KEY,
+    labels TEXT NOT NULL,
+    staff_id TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    erased_at_ms INTEGER
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE data_keys (
+    subject_id TEXT NOT NULL PRIMARY KEY,
+    shred_group INTEGER NOT NULL,
+    kek_version INTEGER NOT NULL,
+    wrapped BLOB NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX data_keys_rotation ON data_keys (shred_group, kek_version);
+
+CREATE TABLE field_values (
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    field TEXT NOT NULL,
+    value_id BLOB NOT NULL CHECK (length(value_id) = 16),
+    sealed BLOB NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (subject_id, field, value_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE erasures (
+    subject_id TEXT NOT NULL PRIMARY KEY REFERENCES subjects (id),
+    erased_at_ms INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    values_destroyed INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#];
+
+const SELECT_SUBJECT_STATE: &str = "SELECT erased_at_ms FROM subjects WHERE id = ?1";
+const SELECT_SUBJECT: &str = "SELECT id, labels, staff_id, created_at_ms, updated_at_ms, erased_at_ms \
+     FROM subjects WHERE id = ?1";
+const INSERT_SUBJECT: &str = "INSERT INTO subjects (id, labels, staff_id, created_at_ms, updated_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const UPDATE_SUBJECT: &str = "UPDATE subjects SET labels = ?2, staff_id = ?3, \
+     updated_at_ms = max(updated_at_ms, ?4) WHERE id = ?1";
+const SELECT_KEY: &str = "SELECT subject_id, shred_group, kek_version, wrapped FROM data_keys WHERE subject_id = ?1";
+const INSERT_KEY: &str = "INSERT INTO data_keys (subject_id, shred_group, kek_version, wrapped) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (subject_id) DO NOTHING";
+const INSERT_VALUE: &str = "INSERT INTO field_values \
+     (subject_id, field, value_id, sealed, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+     ON CONFLICT (subject_id, field, value_id) DO NOTHING";
+const MERGE_VALUE: &str = "UPDATE field_values SET first_seen_ms = min(first_seen_ms, ?4), \
+     last_seen_ms = max(last_seen_ms, ?5) WHERE subject_id = ?1 AND field = ?2 AND value_id = ?3";
+const SELECT_VALUES: &str = "SELECT field, value_id, sealed, first_seen_ms, last_seen_ms \
+     FROM field_values WHERE subject_id = ?1";
+const SELECT_VALUES_OF_FIELD: &str = "SELECT field, value_id, sealed, first_seen_ms, last_seen_ms \
+     FROM field_values WHERE subject_id = ?1 AND field = ?2";
+const SELECT_ERASURE: &str = "SELECT subject_id, erased_at_ms, requested_by, reason, values_destroyed \
+     FROM erasures WHERE subject_id = ?1";
+const SELECT_KEYS_BEFORE: &str = "SELECT subject_id, shred_group, kek_version, wrapped FROM data_keys \
+     WHERE shred_group = ?1 AND kek_version < ?2 ORDER BY subject_id";
+const REWRAP_KEY: &str = "UPDATE data_keys SET kek_version = ?3, wrapped = ?4 \
+     WHERE subject_id = ?1 AND shred_group = ?2 AND kek_version = ?5";
+const SELECT_STATS: &str = "SELECT (SELECT count(*) FROM subjects), \
+     (SELECT count(*) FROM subjects WHERE erased_at_ms IS NOT NULL), (SELECT count(*) FROM field_values)";
+
+/// The connection settings as a connection of the store reports them (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlitePragmas {
+    pub journal_mode: String,
+    /// 0 = OFF, 1 = NORMAL, 2 = FULL, 3 = EXTRA.
+    pub synchronous: i64,
+    pub secure_delete: bool,
+    pub foreign_keys: bool,
+    pub busy_timeout_ms: i64,
+}
+
+/// One region's data in one SQLite file. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    region: RegionId,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SqliteStore")
+            .field("region", &self.region)
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) `<dir>/<region>.db` and brings its schema up to date.
+    /// Blocks on file IO: call it at startup or from a blocking task.
+    pub fn open(dir: &Path, region: RegionId) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|error| StoreError::Io(format!("create {}: {error}", dir.display())))?;
+        let path = Self::path_for(dir, &region);
+        let mut writer = Connection::open(&path).map_err(sqlite_error)?;
+        configure_writer(&writer)?;
+        migrate(&mut writer)?;
+        Ok(SqliteStore {
+            region,
+            shared: Arc::new(Shared { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+        })
+    }
+
+    /// Where [`SqliteStore::open`] keeps a region's database in `dir`.
+    pub fn path_for(dir: &Path, region: &RegionId) -> PathBuf {
+        dir.join(format!("{}.db", region.as_str()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The settings of the writer connection, for health checks and tests.
+    pub async fn pragmas(&self) -> Result<SqlitePragmas, StoreError> {
+        self.with_writer(|connection| {
+            let text = |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, String>(0));
+            let number = |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, i64>(0));
+            Ok(SqlitePragmas {
+                journal_mode: text("journal_mode").map_err(sqlite_error)?,
+                synchronous: number("synchronous").map_err(sqlite_error)?,
+                secure_delete: number("secure_delete").map_err(sqlite_error)? == 1,
+                foreign_keys: number("foreign_keys").map_err(sqlite_error)? == 1,
+                busy_timeout_ms: number("busy_timeout").map_err(sqlite_error)?,
+            })
+        })
+        .await
+    }
+
+    /// The schema version recorded in the database.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with_reader(|connection| recorded_version(connection)).await
+    }
+
+    async fn with_writer<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || {
+            let mut connection = lock(&shared.writer);
+            work(&mut connection)
+        })
+        .await
+    }
+
+    async fn with_reader<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || {
+            let idle = lock(&shared.readers).pop();
+            let connection = match idle {
+                Some(connection) => connection,
+                None => open_reader(&shared.path)?,
+            };
+            let result = work(&connection);
+            let mut readers = lock(&shared.readers);
+            if readers.len() < SQLITE_READERS_IDLE_MAX {
+                readers.push(connection);
+            }
+            result
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RegionStore for SqliteStore {
+    fn region(&self) -> &RegionId {
+        &self.region
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ensure_data_keys(&self, keys: &[StoredKey]) -> Result<Vec<StoredKey>, StoreError> {
+        plan::check_rows(keys.len())?;
+        let keys = keys.to_vec();
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            for key in plan::first_key_per_subject(&keys) {
+                if subject_state(&transaction, &key.subject)? == Some(SubjectState::Erased) {
+                    return Err(StoreError::Erased(key.subject.clone()));
+                }
+                let mut insert = transaction.prepare_cached(INSERT_KEY).map_err(sqlite_error)?;
+                insert
+                    .execute(params![key.subject.as_str(), key.group, key.version, key.wrapped])
+                    .map_err(sqlite_error)?;
+            }
+            let mut stored = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let found = select_key(&transaction, &key.subject)?;
+                stored.push(found.ok_or_else(|| StoreError::Corrupt(format!("key of {} vanished", key.subject)))?);
+            }
+            transaction.commit().map_err(sqlite_error)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn data_keys(&self, subjects: &[SubjectId]) -> Result<Vec<StoredKey>, StoreError> {
+        plan::check_rows(subjects.len())?;
+        let subjects = subjects.to_vec();
+        self.with_reader(move |connection| {
+            let mut keys = Vec::with_capacity(subjects.len());
+            for subject in &subjects {
+                keys.extend(select_key(connection, subject)?);
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
+        // Checked before the batch is copied to the blocking pool.
+        BatchPlan::new(batch)?;
+        let batch = batch.clone();
+        self.with_writer(move |connection| write_batch(connection, &batch)).await
+    }
+
+    async fn subject(&self, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError> {
+        let id = id.clone();
+        self.with_reader(move |connection| {
+            let mut select = connection.prepare_cached(SELECT_SUBJECT).map_err(sqlite_error)?;
+            let row = select
+                .query_row([id.as_str()], |row| {
+                    Ok(SubjectRow {
+                        id: row.get(0)?,
+                        labels: row.get(1)?,
+                        staff: row.get(2)?,
+                        created_at_ms: row.get(3)?,
+                        updated_at_ms: row.get(4)?,
+                        erased_at_ms: row.get(5)?,
+                    })
+                })
+                .optional()
+                .map_err(sqlite_error)?;
+            row.map(SubjectRow::into_record).transpose()
+        })
+        .await
+    }
+
+    async fn values(&self, subject: &SubjectId, fields: &[FieldKind]) -> Result<Vec<SealedValue>, StoreError> {
+        let subject = subject.clone();
+        let fields: Vec<FieldKind> = fields.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        self.with_reader(move |connection| {
+            let mut values = Vec::new();
+            if fields.is_empty() {
+                let mut select = connection.prepare_cached(SELECT_VALUES).map_err(sqlite_error)?;
+                let rows = select.query_map([subject.as_str()], value_columns).map_err(sqlite_error)?;
+                for row in rows {
+                    values.push(value_from_columns(&subject, row.map_err(sqlite_error)?)?);
+                }
+            } else {
+                let mut select = connection.prepare_cached(SELECT_VALUES_OF_FIELD).map_err(sqlite_error)?;
+                for field in fields {
+                    let rows = select.query_map([subject.as_str(), field.as_str()], value_columns).map_err(sqlite_error)?;
+                    for row in rows {
+                        values.push(value_from_columns(&subject, row.map_err(sqlite_error)?)?);
+                    }
+                }
+            }
+            plan::sort_values(&mut values);
+            Ok(values)
+        })
+        .await
+    }
+
+    async fn erase(&self, subject: &SubjectId, at_ms: i64, requested_by: &str, reason: &str) -> Result<ErasureRecord, StoreError> {
+        let subject = subject.clone();
+        let requested_by = requested_by.to_owned();
+        let reason = reason.to_owned();
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            match subject_state(&transaction, &subject)? {
+                None => return Err(StoreError::UnknownSubject(subject)),
+                Some(SubjectState::Erased) => {
+                    return select_erasure(&transaction, &subject)?
+                        .ok_or_else(|| StoreError::Corrupt(format!("subject {subject} is erased but has no erasure record")));
+                }
+                Some(SubjectState::Live) => {}
+            }
+            let destroyed = transaction
+                .execute("DELETE FROM field_values WHERE subject_id = ?1", [subject.as_str()])
+                .map_err(sqlite_error)?;
+            transaction
+                .execute("DELETE FROM data_keys WHERE subject_id = ?1", [subject.as_str()])
+                .map_err(sqlite_error)?;
+            transaction
+                .execute(
+                    "UPDATE subjects SET erased_at_ms = ?2, updated_at_ms = max(updated_at_ms, ?2) WHERE id = ?1",
+                    params![subject.as_str(), at_ms],
+                )
+                .map_err(sqlite_error)?;
+            let record = ErasureRecord {
+                subject,
+                erased_at_ms: at_ms,
+                requested_by,
+                reason,
+                values_destroyed: destroyed as u64,
+            };
+            transaction
+                .execute(
+                    "INSERT INTO erasures (subject_id, erased_at_ms, requested_by, reason, values_destroyed) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![record.subject.as_str(), at_ms, record.requested_by, record.reason, destroyed as i64],
+                )
+                .map_err(sqlite_error)?;
+            transaction.commit().map_err(sqlite_error)?;
+            // Moves the zeroed pages into the main file and empties the WAL, where the old
+            // page images would otherwise linger until the next automatic checkpoint. The
+            // erasure is already durable; a checkpoint kept from completing by a long reader
+            // only delays this clean-up to the next checkpoint.
+            connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(sqlite_error)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn erasure(&self, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError> {
+        let subject = subject.clone();
+        self.with_reader(move |connection| select_erasure(connection, &subject)).await
+    }
+
+    async fn keys_wrapped_before(&self, group: u16, version: u32) -> Result<Vec<StoredKey>, StoreError> {
+        self.with_reader(move |connection| {
+            let mut select = connection.prepare_cached(SELECT_KEYS_BEFORE).map_err(sqlite_error)?;
+            let rows = select.query_map(params![group, version], key_columns).map_err(sqlite_error)?;
+            rows.map(|row| key_from_columns(row.map_err(sqlite_error)?)).collect()
+        })
+        .await
+    }
+
+    async fn rewrap_keys(&self, rewraps: &[Rewrap]) -> Result<u64, StoreError> {
+        plan::check_rows(rewraps.len())?;
+        let rewraps = rewraps.to_vec();
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let mut changed = 0;
+            {
+                let mut update = transaction.prepare_cached(REWRAP_KEY).map_err(sqlite_error)?;
+                for rewrap in &rewraps {
+                    let key = &rewrap.key;
+                    changed += update
+                        .execute(params![key.subject.as_str(), key.group, key.version, key.wrapped, rewrap.previous_version])
+                        .map_err(sqlite_error)? as u64;
+                }
+            }
+            transaction.commit().map_err(sqlite_error)?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.with_reader(|connection| {
+            let (subjects, erased, values) = connection
+                .query_row(SELECT_STATS, [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+                .map_err(sqlite_error)?;
+            Ok(StoreStats {
+                subjects: plan::count(subjects)?,
+                subjects_erased: plan::count(erased)?,
+                values: plan::count(values)?,
+            })
+        })
+        .await
+    }
+}
+
+fn write_batch(connection: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
+    let plan = BatchPlan::new(batch)?;
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+
+    let mut states = HashMap::new();
+    for id in plan.touched_subjects() {
+        if let Some(state) = subject_state(&transaction, id)? {
+            states.insert(id.clone(), state);
+        }
+    }
+    let mut keyed = HashSet::new();
+    {
+        let mut select = transaction.prepare_cached("SELECT 1 FROM data_keys WHERE subject_id = ?1").map_err(sqlite_error)?;
+        for owner in &plan.value_owners {
+            if select.exists([owner.as_str()]).map_err(sqlite_error)? {
+                keyed.insert((*owner).clone());
+            }
+        }
+    }
+    plan.validate(&states, &keyed)?;
+
+    let mut subjects_created = 0;
+    {
+        let mut insert = transaction.prepare_cached(INSERT_SUBJECT).map_err(sqlite_error)?;
+        let mut update = transaction.prepare_cached(UPDATE_SUBJECT).map_err(sqlite_error)?;
+        for planned in &plan.subjects {
+            let labels = plan::labels_to_json(planned.labels);
+            let staff = planned.staff.map(|staff| staff.as_str());
+            if states.contains_key(planned.id) {
+                update
+                    .execute(params![planned.id.as_str(), labels, staff, planned.last_at_ms])
+                    .map_err(sqlite_error)?;
+            } else {
+                insert
+                    .execute(params![planned.id.as_str(), labels, staff, planned.first_at_ms, planned.last_at_ms])
+                    .map_err(sqlite_error)?;
+                subjects_created += 1;
+            }
+        }
+    }
+
+    let mut values_added = 0;
+    {
+        let mut insert = transaction.prepare_cached(INSERT_VALUE).map_err(sqlite_error)?;
+        let mut merge = transaction.prepare_cached(MERGE_VALUE).map_err(sqlite_error)?;
+        for planned in &plan.values {
+            let value = planned.value;
+            let (subject, field, value_id) = (value.subject.as_str(), value.field.as_str(), &value.value_id[..]);
+            let inserted = insert
+                .execute(params![subject, field, value_id, value.sealed, planned.first_seen_ms, planned.last_seen_ms])
+                .map_err(sqlite_error)?;
+            if inserted == 1 {
+                values_added += 1;
+            } else {
+                merge
+                    .execute(params![subject, field, value_id, planned.first_seen_ms, planned.last_seen_ms])
+                    .map_err(sqlite_error)?;
+            }
+        }
+    }
+    transaction.commit().map_err(sqlite_error)?;
+    Ok(plan.outcome(subjects_created, values_added))
+}
+
+fn configure_writer(connection: &Connection) -> Result<(), StoreError> {
+    connection.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)).map_err(sqlite_error)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENTS_CACHED_MAX);
+    let journal_mode: String = connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(sqlite_error)?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Sqlite(format!("journal mode is {journal_mode}, expected wal")));
+    }
+    for (name, value) in [("synchronous", "FULL"), ("secure_delete", "ON"), ("foreign_keys", "ON")] {
+        connection.pragma_update(None, name, value).map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(sqlite_error)?;
+    connection.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)).map_err(sqlite_error)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENTS_CACHED_MAX);
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    connection
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL) STRICT",
+        )
+        .map_err(sqlite_error)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+        // Read inside the write transaction: a second process opening the same file at the
+        // same time waits here and then sees the migration as done.
+        let found = recorded_version(&transaction)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        if found >= version {
+            continue;
+        }
+        transaction.execute_batch(sql).map_err(sqlite_error)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+                params![version, now_ms()],
+            )
+            .map_err(sqlite_error)?;
+        transaction.commit().map_err(sqlite_error)?;
+    }
+    let found = recorded_version(connection)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+    }
+    Ok(())
+}
+
+fn recorded_version(connection: &Connection) -> Result<i64, StoreError> {
+    connection
+        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .map_err(sqlite_error)
+}
+
+fn subject_state(connection: &Connection, id: &SubjectId) -> Result<Option<SubjectState>, StoreError> {
+    let mut select = connection.prepare_cached(SELECT_SUBJECT_STATE).map_err(sqlite_error)?;
+    let erased_at: Option<Option<i64>> = select.query_row([id.as_str()], |row| row.get(0)).optional().map_err(sqlite_error)?;
+    Ok(erased_at.map(|erased_at| if erased_at.is_some() { SubjectState::Erased } else { SubjectState::Live }))
+}
+
+fn select_key(connection: &Connection, subject: &SubjectId) -> Result<Option<StoredKey>, StoreError> {
+    let mut select = connection.prepare_cached(SELECT_KEY).map_err(sqlite_error)?;
+    let columns = select.query_row([subject.as_str()], key_columns).optional().map_err(sqlite_error)?;
+    columns.map(key_from_columns).transpose()
+}
+
+fn select_erasure(connection: &Connection, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError> {
+    let mut select = connection.prepare_cached(SELECT_ERASURE).map_err(sqlite_error)?;
+    let columns = select
+        .query_row([subject.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get::<_, i64>(4)?))
+        })
+        .optional()
+        .map_err(sqlite_error)?;
+    columns
+        .map(|(subject, erased_at_ms, requested_by, reason, destroyed)| {
+            Ok(ErasureRecord {
+                subject: plan::subject_id(&subject)?,
+                erased_at_ms,
+                requested_by,
+                reason,
+                values_destroyed: plan::count(destroyed)?,
+            })
+        })
+        .transpose()
+}
+
+type KeyColumns = (String, i64, i64, Vec<u8>);
+
+fn key_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyColumns> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn key_from_columns((subject, group, version, wrapped): KeyColumns) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey {
+        subject: plan::subject_id(&subject)?,
+        group: plan::shred_group(group)?,
+        version: plan::kek_version(version)?,
+        wrapped,
+    })
+}
+
+type ValueColumns = (String, Vec<u8>, Vec<u8>, i64, i64);
+
+fn value_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<ValueColumns> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+fn value_from_columns(
+    subject: &SubjectId,
+    (field, value_id, sealed, first_seen_ms, last_seen_ms): ValueColumns,
+) -> Result<SealedValue, StoreError> {
+    Ok(SealedValue {
+        subject: subject.clone(),
+        field: plan::field_kind(&field)?,
+        value_id: plan::value_id(&value_id)?,
+        sealed,
+        first_seen_ms,
+        last_seen_ms,
+    })
+}
+
+/// Runs blocking work on tokio's blocking pool; a panic in it resumes in the caller.
+async fn run_blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(StoreError::Io(format!("blocking task did not finish: {error}"))),
+    }
+}
+
+/// A poisoned lock only means another task panicked while holding the connection; SQLite
+/// rolled back its open transaction when the `Transaction` was dropped, so the connection is
+/// still sound.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite(error.to_string())
+}
