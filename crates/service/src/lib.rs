@@ -11,6 +11,9 @@ mod error;
 mod ingest;
 mod vault;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
     CONFIG_FILE_NAME, Config, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig,

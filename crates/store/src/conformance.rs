@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use model::{FieldKind, Label, StaffId, SubjectId};
 
 use crate::{
-    ErasureRecord, RegionStore, Rewrap, SealedValue, StoreError, StoreStats, StoredKey, SubjectRecord,
-    SubjectUpsert, WRITE_BATCH_ROWS_MAX, WriteBatch, WriteOutcome,
+    ErasureRecord, RegionStore, Rewrap, SealedValue, StoreError, StoreStats, StoredKey,
+    SubjectRecord, SubjectUpsert, WRITE_BATCH_ROWS_MAX, WriteBatch, WriteOutcome,
 };
 
 /// Runs every check, in order.
@@ -49,32 +49,84 @@ pub async fn check_identity(store: &dyn RegionStore) {
 /// a subject wins; concurrent first writes agree; `data_keys` leaves missing subjects out.
 pub async fn check_ensure_data_keys(store: &dyn RegionStore) {
     let ids = Ids::new(store);
-    let (a, b, c, d, e) = (ids.subject("a"), ids.subject("b"), ids.subject("c"), ids.subject("d"), ids.subject("e"));
+    let (a, b, c, d, e) = (
+        ids.subject("a"),
+        ids.subject("b"),
+        ids.subject("c"),
+        ids.subject("d"),
+        ids.subject("e"),
+    );
     let missing = ids.subject("missing");
 
-    assert_eq!(store.ensure_data_keys(&[]).await.expect("ensure nothing"), vec![], "{}", ids.backend);
+    assert_eq!(
+        store.ensure_data_keys(&[]).await.expect("ensure nothing"),
+        vec![],
+        "{}",
+        ids.backend
+    );
 
     let first = [key(&a, 1, 1, 0xa1), key(&b, 1, 2, 0xb1)];
-    let stored = store.ensure_data_keys(&first).await.expect("ensure new keys");
-    assert_eq!(stored, first.to_vec(), "{}: new keys are stored as given", ids.backend);
+    let stored = store
+        .ensure_data_keys(&first)
+        .await
+        .expect("ensure new keys");
+    assert_eq!(
+        stored,
+        first.to_vec(),
+        "{}: new keys are stored as given",
+        ids.backend
+    );
 
     let second = [key(&a, 2, 9, 0xa2), key(&c, 1, 1, 0xc1)];
     let stored = store.ensure_data_keys(&second).await.expect("ensure again");
-    assert_eq!(stored, vec![first[0].clone(), second[1].clone()], "{}: the existing key wins", ids.backend);
+    assert_eq!(
+        stored,
+        vec![first[0].clone(), second[1].clone()],
+        "{}: the existing key wins",
+        ids.backend
+    );
 
     let duplicated = [key(&d, 1, 1, 0xd1), key(&d, 1, 1, 0xd2)];
-    let stored = store.ensure_data_keys(&duplicated).await.expect("ensure duplicates");
-    assert_eq!(stored, vec![duplicated[0].clone(), duplicated[0].clone()], "{}: the first of a call wins", ids.backend);
+    let stored = store
+        .ensure_data_keys(&duplicated)
+        .await
+        .expect("ensure duplicates");
+    assert_eq!(
+        stored,
+        vec![duplicated[0].clone(), duplicated[0].clone()],
+        "{}: the first of a call wins",
+        ids.backend
+    );
 
     let left = [key(&e, 1, 1, 0xe1)];
     let right = [key(&e, 1, 1, 0xe2)];
-    let (left, right) = tokio::join!(store.ensure_data_keys(&left), store.ensure_data_keys(&right));
+    let (left, right) = tokio::join!(
+        store.ensure_data_keys(&left),
+        store.ensure_data_keys(&right)
+    );
     let (left, right) = (left.expect("ensure left"), right.expect("ensure right"));
-    assert_eq!(left, right, "{}: concurrent first writes agree", ids.backend);
+    assert_eq!(
+        left, right,
+        "{}: concurrent first writes agree",
+        ids.backend
+    );
 
-    let found = store.data_keys(&[c.clone(), missing.clone(), a.clone()]).await.expect("data keys");
-    assert_eq!(found, vec![second[1].clone(), first[0].clone()], "{}: input order, missing left out", ids.backend);
-    assert_eq!(store.data_keys(&[missing]).await.expect("data keys"), vec![], "{}", ids.backend);
+    let found = store
+        .data_keys(&[c.clone(), missing.clone(), a.clone()])
+        .await
+        .expect("data keys");
+    assert_eq!(
+        found,
+        vec![second[1].clone(), first[0].clone()],
+        "{}: input order, missing left out",
+        ids.backend
+    );
+    assert_eq!(
+        store.data_keys(&[missing]).await.expect("data keys"),
+        vec![],
+        "{}",
+        ids.backend
+    );
 }
 
 /// Upserts create, then replace labels and staff link; `created_at_ms` stays and
@@ -83,9 +135,22 @@ pub async fn check_subject_upserts(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let (a, b) = (ids.subject("a"), ids.subject("b"));
     let staff = StaffId::new("staff-7").expect("valid staff id");
-    assert_eq!(store.subject(&a).await.expect("subject"), None, "{}: unknown subject", ids.backend);
+    assert_eq!(
+        store.subject(&a).await.expect("subject"),
+        None,
+        "{}: unknown subject",
+        ids.backend
+    );
 
-    let outcome = store.write(&subjects_only(vec![upsert(&a, &[Label::Journalist], None, 1_000)])).await.expect("create");
+    let outcome = store
+        .write(&subjects_only(vec![upsert(
+            &a,
+            &[Label::Journalist],
+            None,
+            1_000,
+        )]))
+        .await
+        .expect("create");
     assert_eq!(outcome, counts(1, 0, 0, 0), "{}", ids.backend);
     let expected = SubjectRecord {
         id: a.clone(),
@@ -95,29 +160,72 @@ pub async fn check_subject_upserts(store: &dyn RegionStore) {
         updated_at_ms: 1_000,
         erased_at_ms: None,
     };
-    assert_eq!(store.subject(&a).await.expect("subject"), Some(expected.clone()), "{}", ids.backend);
+    assert_eq!(
+        store.subject(&a).await.expect("subject"),
+        Some(expected.clone()),
+        "{}",
+        ids.backend
+    );
 
     let update = upsert(&a, &[Label::Staff, Label::Vip], Some(&staff), 2_000);
-    assert_eq!(store.write(&subjects_only(vec![update])).await.expect("update"), counts(0, 1, 0, 0), "{}", ids.backend);
+    assert_eq!(
+        store
+            .write(&subjects_only(vec![update]))
+            .await
+            .expect("update"),
+        counts(0, 1, 0, 0),
+        "{}",
+        ids.backend
+    );
     let updated = SubjectRecord {
         labels: labels(&[Label::Staff, Label::Vip]),
         staff: Some(staff.clone()),
         updated_at_ms: 2_000,
         ..expected
     };
-    assert_eq!(store.subject(&a).await.expect("subject"), Some(updated.clone()), "{}", ids.backend);
+    assert_eq!(
+        store.subject(&a).await.expect("subject"),
+        Some(updated.clone()),
+        "{}",
+        ids.backend
+    );
 
     // An older upsert still replaces labels and staff, but time does not go back.
     let older = upsert(&a, &[], None, 1_500);
-    store.write(&subjects_only(vec![older])).await.expect("older update");
-    let replaced = SubjectRecord { labels: BTreeSet::new(), staff: None, ..updated };
-    assert_eq!(store.subject(&a).await.expect("subject"), Some(replaced), "{}", ids.backend);
+    store
+        .write(&subjects_only(vec![older]))
+        .await
+        .expect("older update");
+    let replaced = SubjectRecord {
+        labels: BTreeSet::new(),
+        staff: None,
+        ..updated
+    };
+    assert_eq!(
+        store.subject(&a).await.expect("subject"),
+        Some(replaced),
+        "{}",
+        ids.backend
+    );
 
-    let twice = vec![upsert(&b, &[Label::Minor], None, 3_000), upsert(&b, &[Label::Activist], Some(&staff), 2_500)];
-    assert_eq!(store.write(&subjects_only(twice)).await.expect("twice"), counts(1, 1, 0, 0), "{}", ids.backend);
+    let twice = vec![
+        upsert(&b, &[Label::Minor], None, 3_000),
+        upsert(&b, &[Label::Activist], Some(&staff), 2_500),
+    ];
+    assert_eq!(
+        store.write(&subjects_only(twice)).await.expect("twice"),
+        counts(1, 1, 0, 0),
+        "{}",
+        ids.backend
+    );
     let record = store.subject(&b).await.expect("subject").expect("b exists");
     assert_eq!(
-        (record.labels, record.staff, record.created_at_ms, record.updated_at_ms),
+        (
+            record.labels,
+            record.staff,
+            record.created_at_ms,
+            record.updated_at_ms
+        ),
         (labels(&[Label::Activist]), Some(staff), 3_000, 3_000),
         "{}: the last upsert of a batch wins",
         ids.backend
@@ -129,34 +237,91 @@ pub async fn check_subject_upserts(store: &dyn RegionStore) {
 pub async fn check_values_merge(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let a = ids.subject("a");
-    store.ensure_data_keys(&[key(&a, 1, 1, 1)]).await.expect("key");
+    store
+        .ensure_data_keys(&[key(&a, 1, 1, 1)])
+        .await
+        .expect("key");
     let email = value(&a, FieldKind::Email, 1, b"sealed-1", 100, 200);
     let phone = value(&a, FieldKind::Phone, 2, b"sealed-2", 150, 150);
-    let batch = WriteBatch { subjects: vec![upsert(&a, &[], None, 100)], values: vec![email.clone(), phone.clone()] };
-    assert_eq!(store.write(&batch).await.expect("write"), counts(1, 0, 2, 0), "{}", ids.backend);
-    assert_eq!(store.values(&a, &[]).await.expect("values"), vec![email.clone(), phone.clone()], "{}", ids.backend);
+    let batch = WriteBatch {
+        subjects: vec![upsert(&a, &[], None, 100)],
+        values: vec![email.clone(), phone.clone()],
+    };
+    assert_eq!(
+        store.write(&batch).await.expect("write"),
+        counts(1, 0, 2, 0),
+        "{}",
+        ids.backend
+    );
+    assert_eq!(
+        store.values(&a, &[]).await.expect("values"),
+        vec![email.clone(), phone.clone()],
+        "{}",
+        ids.backend
+    );
 
     // Idempotent re-import with wider times and other sealed bytes (a fresh nonce).
-    let wider = SealedValue { sealed: b"other".to_vec(), first_seen_ms: 50, last_seen_ms: 300, ..email.clone() };
-    let narrower = SealedValue { sealed: b"other".to_vec(), first_seen_ms: 160, last_seen_ms: 140, ..phone.clone() };
-    let outcome = store.write(&values_only(vec![wider, narrower])).await.expect("rewrite");
+    let wider = SealedValue {
+        sealed: b"other".to_vec(),
+        first_seen_ms: 50,
+        last_seen_ms: 300,
+        ..email.clone()
+    };
+    let narrower = SealedValue {
+        sealed: b"other".to_vec(),
+        first_seen_ms: 160,
+        last_seen_ms: 140,
+        ..phone.clone()
+    };
+    let outcome = store
+        .write(&values_only(vec![wider, narrower]))
+        .await
+        .expect("rewrite");
     assert_eq!(outcome, counts(0, 0, 0, 2), "{}", ids.backend);
-    let merged = SealedValue { first_seen_ms: 50, last_seen_ms: 300, ..email.clone() };
-    assert_eq!(store.values(&a, &[]).await.expect("values"), vec![merged.clone(), phone.clone()], "{}", ids.backend);
+    let merged = SealedValue {
+        first_seen_ms: 50,
+        last_seen_ms: 300,
+        ..email.clone()
+    };
+    assert_eq!(
+        store.values(&a, &[]).await.expect("values"),
+        vec![merged.clone(), phone.clone()],
+        "{}",
+        ids.backend
+    );
 
     let new = value(&a, FieldKind::Email, 3, b"sealed-3", 400, 400);
-    let again = SealedValue { first_seen_ms: 500, last_seen_ms: 600, sealed: b"later".to_vec(), ..new.clone() };
-    let outcome = store.write(&values_only(vec![new.clone(), again])).await.expect("duplicates");
+    let again = SealedValue {
+        first_seen_ms: 500,
+        last_seen_ms: 600,
+        sealed: b"later".to_vec(),
+        ..new.clone()
+    };
+    let outcome = store
+        .write(&values_only(vec![new.clone(), again]))
+        .await
+        .expect("duplicates");
     assert_eq!(outcome, counts(0, 0, 1, 1), "{}", ids.backend);
-    let folded = SealedValue { last_seen_ms: 600, ..new };
-    assert_eq!(store.values(&a, &[]).await.expect("values"), vec![merged, folded, phone], "{}", ids.backend);
+    let folded = SealedValue {
+        last_seen_ms: 600,
+        ..new
+    };
+    assert_eq!(
+        store.values(&a, &[]).await.expect("values"),
+        vec![merged, folded, phone],
+        "{}",
+        ids.backend
+    );
 }
 
 /// `values` orders by field (in `FieldKind` order), first seen, value id, and filters by field.
 pub async fn check_values_order_and_filter(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let a = ids.subject("a");
-    store.ensure_data_keys(&[key(&a, 1, 1, 1)]).await.expect("key");
+    store
+        .ensure_data_keys(&[key(&a, 1, 1, 1)])
+        .await
+        .expect("key");
     let phone = value(&a, FieldKind::Phone, 1, b"p", 5, 5);
     let email = value(&a, FieldKind::Email, 2, b"e", 30, 30);
     let ip_late_2 = value(&a, FieldKind::IpAddress, 2, b"i2", 20, 25);
@@ -164,7 +329,13 @@ pub async fn check_values_order_and_filter(store: &dyn RegionStore) {
     let ip_late_1 = value(&a, FieldKind::IpAddress, 1, b"i1", 20, 20);
     let batch = WriteBatch {
         subjects: vec![upsert(&a, &[], None, 1)],
-        values: vec![phone.clone(), email.clone(), ip_late_2.clone(), ip_early.clone(), ip_late_1.clone()],
+        values: vec![
+            phone.clone(),
+            email.clone(),
+            ip_late_2.clone(),
+            ip_early.clone(),
+            ip_late_1.clone(),
+        ],
     };
     store.write(&batch).await.expect("write");
 
@@ -174,23 +345,45 @@ pub async fn check_values_order_and_filter(store: &dyn RegionStore) {
         assert_eq!(found, expected, "{}: values of {fields:?}", ids.backend);
     };
     check(&[], vec![&ip_early, &ip_late_1, &ip_late_2, &email, &phone]).await;
-    check(&[FieldKind::Phone, FieldKind::IpAddress], vec![&ip_early, &ip_late_1, &ip_late_2, &phone]).await;
+    check(
+        &[FieldKind::Phone, FieldKind::IpAddress],
+        vec![&ip_early, &ip_late_1, &ip_late_2, &phone],
+    )
+    .await;
     check(&[FieldKind::Email, FieldKind::Email], vec![&email]).await;
     check(&[FieldKind::Name], vec![]).await;
-    assert_eq!(store.values(&ids.subject("nobody"), &[]).await.expect("values"), vec![], "{}", ids.backend);
+    assert_eq!(
+        store
+            .values(&ids.subject("nobody"), &[])
+            .await
+            .expect("values"),
+        vec![],
+        "{}",
+        ids.backend
+    );
 }
 
 /// A value whose subject neither exists nor is in the batch fails the batch.
 pub async fn check_unknown_subject(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let (ghost, bystander) = (ids.subject("ghost"), ids.subject("bystander"));
-    store.ensure_data_keys(&[key(&ghost, 1, 1, 1), key(&bystander, 1, 1, 2)]).await.expect("keys");
+    store
+        .ensure_data_keys(&[key(&ghost, 1, 1, 1), key(&bystander, 1, 1, 2)])
+        .await
+        .expect("keys");
     let batch = WriteBatch {
         subjects: vec![upsert(&bystander, &[], None, 1)],
-        values: vec![value(&bystander, FieldKind::Name, 1, b"n", 1, 1), value(&ghost, FieldKind::Name, 2, b"g", 1, 1)],
+        values: vec![
+            value(&bystander, FieldKind::Name, 1, b"n", 1, 1),
+            value(&ghost, FieldKind::Name, 2, b"g", 1, 1),
+        ],
     };
     let error = store.write(&batch).await.expect_err("unknown subject");
-    assert!(matches!(&error, StoreError::UnknownSubject(id) if *id == ghost), "{}: {error:?}", ids.backend);
+    assert!(
+        matches!(&error, StoreError::UnknownSubject(id) if *id == ghost),
+        "{}: {error:?}",
+        ids.backend
+    );
     assert_nothing_written(store, &ids, &[&bystander, &ghost]).await;
 }
 
@@ -198,17 +391,30 @@ pub async fn check_unknown_subject(store: &dyn RegionStore) {
 pub async fn check_missing_data_key(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let (keyless, keyed) = (ids.subject("keyless"), ids.subject("keyed"));
-    store.ensure_data_keys(&[key(&keyed, 1, 1, 1)]).await.expect("key");
+    store
+        .ensure_data_keys(&[key(&keyed, 1, 1, 1)])
+        .await
+        .expect("key");
     let batch = WriteBatch {
         subjects: vec![upsert(&keyed, &[], None, 1), upsert(&keyless, &[], None, 1)],
-        values: vec![value(&keyed, FieldKind::Email, 1, b"k", 1, 1), value(&keyless, FieldKind::Email, 2, b"x", 1, 1)],
+        values: vec![
+            value(&keyed, FieldKind::Email, 1, b"k", 1, 1),
+            value(&keyless, FieldKind::Email, 2, b"x", 1, 1),
+        ],
     };
     let error = store.write(&batch).await.expect_err("missing data key");
-    assert!(matches!(&error, StoreError::MissingDataKey(id) if *id == keyless), "{}: {error:?}", ids.backend);
+    assert!(
+        matches!(&error, StoreError::MissingDataKey(id) if *id == keyless),
+        "{}: {error:?}",
+        ids.backend
+    );
     assert_nothing_written(store, &ids, &[&keyed, &keyless]).await;
 
     // A subject without values needs no key.
-    let outcome = store.write(&subjects_only(vec![upsert(&keyless, &[], None, 1)])).await.expect("no values");
+    let outcome = store
+        .write(&subjects_only(vec![upsert(&keyless, &[], None, 1)]))
+        .await
+        .expect("no values");
     assert_eq!(outcome, counts(1, 0, 0, 0), "{}", ids.backend);
 }
 
@@ -217,9 +423,15 @@ pub async fn check_missing_data_key(store: &dyn RegionStore) {
 pub async fn check_erase(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let (a, other) = (ids.subject("a"), ids.subject("other"));
-    store.ensure_data_keys(&[key(&a, 1, 1, 1), key(&other, 1, 1, 2)]).await.expect("keys");
+    store
+        .ensure_data_keys(&[key(&a, 1, 1, 1), key(&other, 1, 1, 2)])
+        .await
+        .expect("keys");
     let batch = WriteBatch {
-        subjects: vec![upsert(&a, &[Label::Journalist], None, 10), upsert(&other, &[], None, 10)],
+        subjects: vec![
+            upsert(&a, &[Label::Journalist], None, 10),
+            upsert(&other, &[], None, 10),
+        ],
         values: vec![
             value(&a, FieldKind::IpAddress, 1, b"1", 10, 10),
             value(&a, FieldKind::IpAddress, 2, b"2", 10, 10),
@@ -228,9 +440,17 @@ pub async fn check_erase(store: &dyn RegionStore) {
         ],
     };
     store.write(&batch).await.expect("write");
-    assert_eq!(store.erasure(&a).await.expect("erasure"), None, "{}: not erased yet", ids.backend);
+    assert_eq!(
+        store.erasure(&a).await.expect("erasure"),
+        None,
+        "{}: not erased yet",
+        ids.backend
+    );
 
-    let record = store.erase(&a, 5_000, "privacy-officer-1", "data subject request").await.expect("erase");
+    let record = store
+        .erase(&a, 5_000, "privacy-officer-1", "data subject request")
+        .await
+        .expect("erase");
     let expected = ErasureRecord {
         subject: a.clone(),
         erased_at_ms: 5_000,
@@ -239,47 +459,141 @@ pub async fn check_erase(store: &dyn RegionStore) {
         values_destroyed: 3,
     };
     assert_eq!(record, expected, "{}", ids.backend);
-    assert_eq!(store.erasure(&a).await.expect("erasure"), Some(expected.clone()), "{}", ids.backend);
-    assert_eq!(store.values(&a, &[]).await.expect("values"), vec![], "{}: values destroyed", ids.backend);
-    assert_eq!(store.data_keys(std::slice::from_ref(&a)).await.expect("keys"), vec![], "{}: key destroyed", ids.backend);
-    let subject = store.subject(&a).await.expect("subject").expect("the subject row stays");
+    assert_eq!(
+        store.erasure(&a).await.expect("erasure"),
+        Some(expected.clone()),
+        "{}",
+        ids.backend
+    );
+    assert_eq!(
+        store.values(&a, &[]).await.expect("values"),
+        vec![],
+        "{}: values destroyed",
+        ids.backend
+    );
+    assert_eq!(
+        store
+            .data_keys(std::slice::from_ref(&a))
+            .await
+            .expect("keys"),
+        vec![],
+        "{}: key destroyed",
+        ids.backend
+    );
+    let subject = store
+        .subject(&a)
+        .await
+        .expect("subject")
+        .expect("the subject row stays");
     assert_eq!(subject.erased_at_ms, Some(5_000), "{}", ids.backend);
-    assert_eq!(store.values(&other, &[]).await.expect("values").len(), 1, "{}: others untouched", ids.backend);
+    assert_eq!(
+        store.values(&other, &[]).await.expect("values").len(),
+        1,
+        "{}: others untouched",
+        ids.backend
+    );
 
-    let again = store.erase(&a, 9_000, "someone-else", "again").await.expect("erase again");
-    assert_eq!(again, expected, "{}: erasing again returns the first record", ids.backend);
+    let again = store
+        .erase(&a, 9_000, "someone-else", "again")
+        .await
+        .expect("erase again");
+    assert_eq!(
+        again, expected,
+        "{}: erasing again returns the first record",
+        ids.backend
+    );
 
-    let error = store.erase(&ids.subject("nobody"), 1, "x", "y").await.expect_err("unknown");
-    assert!(matches!(&error, StoreError::UnknownSubject(_)), "{}: {error:?}", ids.backend);
+    let error = store
+        .erase(&ids.subject("nobody"), 1, "x", "y")
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(&error, StoreError::UnknownSubject(_)),
+        "{}: {error:?}",
+        ids.backend
+    );
 
-    let error = store.write(&subjects_only(vec![upsert(&a, &[], None, 6_000)])).await.expect_err("upsert erased");
-    assert!(matches!(&error, StoreError::Erased(id) if *id == a), "{}: {error:?}", ids.backend);
-    let error = store.ensure_data_keys(&[key(&a, 1, 1, 9)]).await.expect_err("key for erased");
-    assert!(matches!(&error, StoreError::Erased(id) if *id == a), "{}: {error:?}", ids.backend);
-    let error = store.write(&values_only(vec![value(&a, FieldKind::Email, 5, b"5", 1, 1)])).await.expect_err("value");
-    assert!(matches!(&error, StoreError::Erased(id) if *id == a), "{}: {error:?}", ids.backend);
-    assert_eq!(store.data_keys(std::slice::from_ref(&a)).await.expect("keys"), vec![], "{}", ids.backend);
+    let error = store
+        .write(&subjects_only(vec![upsert(&a, &[], None, 6_000)]))
+        .await
+        .expect_err("upsert erased");
+    assert!(
+        matches!(&error, StoreError::Erased(id) if *id == a),
+        "{}: {error:?}",
+        ids.backend
+    );
+    let error = store
+        .ensure_data_keys(&[key(&a, 1, 1, 9)])
+        .await
+        .expect_err("key for erased");
+    assert!(
+        matches!(&error, StoreError::Erased(id) if *id == a),
+        "{}: {error:?}",
+        ids.backend
+    );
+    let error = store
+        .write(&values_only(vec![value(
+            &a,
+            FieldKind::Email,
+            5,
+            b"5",
+            1,
+            1,
+        )]))
+        .await
+        .expect_err("value");
+    assert!(
+        matches!(&error, StoreError::Erased(id) if *id == a),
+        "{}: {error:?}",
+        ids.backend
+    );
+    assert_eq!(
+        store
+            .data_keys(std::slice::from_ref(&a))
+            .await
+            .expect("keys"),
+        vec![],
+        "{}",
+        ids.backend
+    );
 }
 
 /// One value for an erased subject in a batch leaves every other row of the batch unwritten.
 pub async fn check_erased_batch_is_all_or_nothing(store: &dyn RegionStore) {
     let ids = Ids::new(store);
-    let (erased, fresh, existing) = (ids.subject("erased"), ids.subject("fresh"), ids.subject("existing"));
+    let (erased, fresh, existing) = (
+        ids.subject("erased"),
+        ids.subject("fresh"),
+        ids.subject("existing"),
+    );
     store
-        .ensure_data_keys(&[key(&erased, 1, 1, 1), key(&fresh, 1, 1, 2), key(&existing, 1, 1, 3)])
+        .ensure_data_keys(&[
+            key(&erased, 1, 1, 1),
+            key(&fresh, 1, 1, 2),
+            key(&existing, 1, 1, 3),
+        ])
         .await
         .expect("keys");
     let setup = WriteBatch {
-        subjects: vec![upsert(&erased, &[], None, 1), upsert(&existing, &[Label::Vip], None, 1)],
+        subjects: vec![
+            upsert(&erased, &[], None, 1),
+            upsert(&existing, &[Label::Vip], None, 1),
+        ],
         values: vec![value(&existing, FieldKind::Phone, 1, b"p", 1, 1)],
     };
     store.write(&setup).await.expect("setup");
-    store.erase(&erased, 2, "officer", "request").await.expect("erase");
+    store
+        .erase(&erased, 2, "officer", "request")
+        .await
+        .expect("erase");
     let before = store.subject(&existing).await.expect("subject");
     let existing_values = store.values(&existing, &[]).await.expect("values");
 
     let batch = WriteBatch {
-        subjects: vec![upsert(&fresh, &[], None, 3), upsert(&existing, &[Label::Minor], None, 3)],
+        subjects: vec![
+            upsert(&fresh, &[], None, 3),
+            upsert(&existing, &[Label::Minor], None, 3),
+        ],
         values: vec![
             value(&fresh, FieldKind::Email, 2, b"f", 3, 3),
             value(&existing, FieldKind::Phone, 1, b"p", 0, 9),
@@ -288,12 +602,41 @@ pub async fn check_erased_batch_is_all_or_nothing(store: &dyn RegionStore) {
         ],
     };
     let error = store.write(&batch).await.expect_err("erased in batch");
-    assert!(matches!(&error, StoreError::Erased(id) if *id == erased), "{}: {error:?}", ids.backend);
-    assert_eq!(store.subject(&fresh).await.expect("subject"), None, "{}: fresh subject not created", ids.backend);
-    assert_eq!(store.values(&fresh, &[]).await.expect("values"), vec![], "{}", ids.backend);
-    assert_eq!(store.subject(&existing).await.expect("subject"), before, "{}: upsert not applied", ids.backend);
-    assert_eq!(store.values(&existing, &[]).await.expect("values"), existing_values, "{}: no merge", ids.backend);
-    assert_eq!(store.values(&erased, &[]).await.expect("values"), vec![], "{}", ids.backend);
+    assert!(
+        matches!(&error, StoreError::Erased(id) if *id == erased),
+        "{}: {error:?}",
+        ids.backend
+    );
+    assert_eq!(
+        store.subject(&fresh).await.expect("subject"),
+        None,
+        "{}: fresh subject not created",
+        ids.backend
+    );
+    assert_eq!(
+        store.values(&fresh, &[]).await.expect("values"),
+        vec![],
+        "{}",
+        ids.backend
+    );
+    assert_eq!(
+        store.subject(&existing).await.expect("subject"),
+        before,
+        "{}: upsert not applied",
+        ids.backend
+    );
+    assert_eq!(
+        store.values(&existing, &[]).await.expect("values"),
+        existing_values,
+        "{}: no merge",
+        ids.backend
+    );
+    assert_eq!(
+        store.values(&erased, &[]).await.expect("values"),
+        vec![],
+        "{}",
+        ids.backend
+    );
 }
 
 /// `keys_wrapped_before` selects by group and older version, ordered by subject id.
@@ -316,7 +659,11 @@ pub async fn check_keys_wrapped_before(store: &dyn RegionStore) {
             .filter(|key| ids.owns(&key.subject))
             .collect();
         let expected: Vec<StoredKey> = expected.into_iter().cloned().collect();
-        assert_eq!(found, expected, "{}: group {group} before version {version}", ids.backend);
+        assert_eq!(
+            found, expected,
+            "{}: group {group} before version {version}",
+            ids.backend
+        );
     };
     check(group, 1, vec![]).await;
     check(group, 3, vec![&keys[0], &keys[2]]).await;
@@ -329,28 +676,83 @@ pub async fn check_keys_wrapped_before(store: &dyn RegionStore) {
 pub async fn check_rewrap_keys(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let (a, b, c) = (ids.subject("a"), ids.subject("b"), ids.subject("c"));
-    let original = [key(&a, 3, 1, 0xa1), key(&b, 3, 2, 0xb2), key(&c, 3, 1, 0xc1)];
+    let original = [
+        key(&a, 3, 1, 0xa1),
+        key(&b, 3, 2, 0xb2),
+        key(&c, 3, 1, 0xc1),
+    ];
     store.ensure_data_keys(&original).await.expect("keys");
-    assert_eq!(store.rewrap_keys(&[]).await.expect("nothing"), 0, "{}", ids.backend);
+    assert_eq!(
+        store.rewrap_keys(&[]).await.expect("nothing"),
+        0,
+        "{}",
+        ids.backend
+    );
 
     let rewraps = [
-        Rewrap { key: key(&a, 3, 3, 0xa3), previous_version: 1 },
-        Rewrap { key: key(&b, 3, 3, 0xb3), previous_version: 1 },
-        Rewrap { key: key(&c, 4, 3, 0xc3), previous_version: 1 },
-        Rewrap { key: key(&ids.subject("nobody"), 3, 3, 0), previous_version: 1 },
+        Rewrap {
+            key: key(&a, 3, 3, 0xa3),
+            previous_version: 1,
+        },
+        Rewrap {
+            key: key(&b, 3, 3, 0xb3),
+            previous_version: 1,
+        },
+        Rewrap {
+            key: key(&c, 4, 3, 0xc3),
+            previous_version: 1,
+        },
+        Rewrap {
+            key: key(&ids.subject("nobody"), 3, 3, 0),
+            previous_version: 1,
+        },
     ];
-    assert_eq!(store.rewrap_keys(&rewraps).await.expect("rewrap"), 1, "{}: only a matches", ids.backend);
-    let found = store.data_keys(&[a.clone(), b.clone(), c.clone()]).await.expect("keys");
-    assert_eq!(found, vec![rewraps[0].key.clone(), original[1].clone(), original[2].clone()], "{}", ids.backend);
+    assert_eq!(
+        store.rewrap_keys(&rewraps).await.expect("rewrap"),
+        1,
+        "{}: only a matches",
+        ids.backend
+    );
+    let found = store
+        .data_keys(&[a.clone(), b.clone(), c.clone()])
+        .await
+        .expect("keys");
+    assert_eq!(
+        found,
+        vec![
+            rewraps[0].key.clone(),
+            original[1].clone(),
+            original[2].clone()
+        ],
+        "{}",
+        ids.backend
+    );
 
     // Applied in order: a chain of re-wraps of one key in one call goes through.
     let chain = [
-        Rewrap { key: key(&a, 3, 4, 0xa4), previous_version: 3 },
-        Rewrap { key: key(&a, 3, 5, 0xa5), previous_version: 4 },
-        Rewrap { key: key(&a, 3, 6, 0xa6), previous_version: 4 },
+        Rewrap {
+            key: key(&a, 3, 4, 0xa4),
+            previous_version: 3,
+        },
+        Rewrap {
+            key: key(&a, 3, 5, 0xa5),
+            previous_version: 4,
+        },
+        Rewrap {
+            key: key(&a, 3, 6, 0xa6),
+            previous_version: 4,
+        },
     ];
-    assert_eq!(store.rewrap_keys(&chain).await.expect("chain"), 2, "{}", ids.backend);
-    let found = store.data_keys(std::slice::from_ref(&a)).await.expect("keys");
+    assert_eq!(
+        store.rewrap_keys(&chain).await.expect("chain"),
+        2,
+        "{}",
+        ids.backend
+    );
+    let found = store
+        .data_keys(std::slice::from_ref(&a))
+        .await
+        .expect("keys");
     assert_eq!(found, vec![chain[1].key.clone()], "{}", ids.backend);
 }
 
@@ -369,17 +771,57 @@ pub async fn check_batch_limits(store: &dyn RegionStore) {
         "{}: {error:?}",
         ids.backend
     );
-    assert_eq!(store.subject(&a).await.expect("subject"), None, "{}", ids.backend);
+    assert_eq!(
+        store.subject(&a).await.expect("subject"),
+        None,
+        "{}",
+        ids.backend
+    );
 
     let keys = vec![key(&a, 1, 1, 1); WRITE_BATCH_ROWS_MAX + 1];
-    let error = store.ensure_data_keys(&keys).await.expect_err("too many keys");
-    assert!(matches!(error, StoreError::BatchTooLarge { .. }), "{}: {error:?}", ids.backend);
-    assert_eq!(store.data_keys(std::slice::from_ref(&a)).await.expect("keys"), vec![], "{}", ids.backend);
-    let error = store.data_keys(&vec![a.clone(); WRITE_BATCH_ROWS_MAX + 1]).await.expect_err("too many ids");
-    assert!(matches!(error, StoreError::BatchTooLarge { .. }), "{}: {error:?}", ids.backend);
-    let rewraps = vec![Rewrap { key: key(&a, 1, 2, 2), previous_version: 1 }; WRITE_BATCH_ROWS_MAX + 1];
-    let error = store.rewrap_keys(&rewraps).await.expect_err("too many rewraps");
-    assert!(matches!(error, StoreError::BatchTooLarge { .. }), "{}: {error:?}", ids.backend);
+    let error = store
+        .ensure_data_keys(&keys)
+        .await
+        .expect_err("too many keys");
+    assert!(
+        matches!(error, StoreError::BatchTooLarge { .. }),
+        "{}: {error:?}",
+        ids.backend
+    );
+    assert_eq!(
+        store
+            .data_keys(std::slice::from_ref(&a))
+            .await
+            .expect("keys"),
+        vec![],
+        "{}",
+        ids.backend
+    );
+    let error = store
+        .data_keys(&vec![a.clone(); WRITE_BATCH_ROWS_MAX + 1])
+        .await
+        .expect_err("too many ids");
+    assert!(
+        matches!(error, StoreError::BatchTooLarge { .. }),
+        "{}: {error:?}",
+        ids.backend
+    );
+    let rewraps = vec![
+        Rewrap {
+            key: key(&a, 1, 2, 2),
+            previous_version: 1
+        };
+        WRITE_BATCH_ROWS_MAX + 1
+    ];
+    let error = store
+        .rewrap_keys(&rewraps)
+        .await
+        .expect_err("too many rewraps");
+    assert!(
+        matches!(error, StoreError::BatchTooLarge { .. }),
+        "{}: {error:?}",
+        ids.backend
+    );
 }
 
 /// `stats` counts subjects (erased included), erased subjects and values.
@@ -387,7 +829,10 @@ pub async fn check_stats(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let (a, b) = (ids.subject("a"), ids.subject("b"));
     let before = store.stats().await.expect("stats");
-    store.ensure_data_keys(&[key(&a, 1, 1, 1), key(&b, 1, 1, 2)]).await.expect("keys");
+    store
+        .ensure_data_keys(&[key(&a, 1, 1, 1), key(&b, 1, 1, 2)])
+        .await
+        .expect("keys");
     let batch = WriteBatch {
         subjects: vec![upsert(&a, &[], None, 1), upsert(&b, &[], None, 1)],
         values: vec![
@@ -397,7 +842,10 @@ pub async fn check_stats(store: &dyn RegionStore) {
         ],
     };
     store.write(&batch).await.expect("write");
-    store.erase(&a, 2, "officer", "request").await.expect("erase");
+    store
+        .erase(&a, 2, "officer", "request")
+        .await
+        .expect("erase");
     let after = store.stats().await.expect("stats");
     let expected = StoreStats {
         subjects: before.subjects + 2,
@@ -409,8 +857,18 @@ pub async fn check_stats(store: &dyn RegionStore) {
 
 async fn assert_nothing_written(store: &dyn RegionStore, ids: &Ids, subjects: &[&SubjectId]) {
     for subject in subjects {
-        assert_eq!(store.subject(subject).await.expect("subject"), None, "{}: {subject} not created", ids.backend);
-        assert_eq!(store.values(subject, &[]).await.expect("values"), vec![], "{}: {subject} has no values", ids.backend);
+        assert_eq!(
+            store.subject(subject).await.expect("subject"),
+            None,
+            "{}: {subject} not created",
+            ids.backend
+        );
+        assert_eq!(
+            store.values(subject, &[]).await.expect("values"),
+            vec![],
+            "{}: {subject} has no values",
+            ids.backend
+        );
     }
 }
 
@@ -424,8 +882,14 @@ impl Ids {
     fn new(store: &dyn RegionStore) -> Ids {
         static RUNS: AtomicU64 = AtomicU64::new(0);
         let run = RUNS.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or(0);
-        Ids { prefix: format!("conformance-{}-{nanos}-{run}-", std::process::id()), backend: store.backend() }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0);
+        Ids {
+            prefix: format!("conformance-{}-{nanos}-{run}-", std::process::id()),
+            backend: store.backend(),
+        }
     }
 
     fn subject(&self, name: &str) -> SubjectId {
@@ -438,15 +902,44 @@ impl Ids {
 }
 
 fn key(subject: &SubjectId, group: u16, version: u32, fill: u8) -> StoredKey {
-    StoredKey { subject: subject.clone(), group, version, wrapped: vec![fill; 40] }
+    StoredKey {
+        subject: subject.clone(),
+        group,
+        version,
+        wrapped: vec![fill; 40],
+    }
 }
 
-fn value(subject: &SubjectId, field: FieldKind, id: u8, sealed: &[u8], first_seen_ms: i64, last_seen_ms: i64) -> SealedValue {
-    SealedValue { subject: subject.clone(), field, value_id: [id; 16], sealed: sealed.to_vec(), first_seen_ms, last_seen_ms }
+fn value(
+    subject: &SubjectId,
+    field: FieldKind,
+    id: u8,
+    sealed: &[u8],
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+) -> SealedValue {
+    SealedValue {
+        subject: subject.clone(),
+        field,
+        value_id: [id; 16],
+        sealed: sealed.to_vec(),
+        first_seen_ms,
+        last_seen_ms,
+    }
 }
 
-fn upsert(id: &SubjectId, labels_given: &[Label], staff: Option<&StaffId>, at_ms: i64) -> SubjectUpsert {
-    SubjectUpsert { id: id.clone(), labels: labels(labels_given), staff: staff.cloned(), at_ms }
+fn upsert(
+    id: &SubjectId,
+    labels_given: &[Label],
+    staff: Option<&StaffId>,
+    at_ms: i64,
+) -> SubjectUpsert {
+    SubjectUpsert {
+        id: id.clone(),
+        labels: labels(labels_given),
+        staff: staff.cloned(),
+        at_ms,
+    }
 }
 
 fn labels(given: &[Label]) -> BTreeSet<Label> {
@@ -454,13 +947,29 @@ fn labels(given: &[Label]) -> BTreeSet<Label> {
 }
 
 fn subjects_only(subjects: Vec<SubjectUpsert>) -> WriteBatch {
-    WriteBatch { subjects, values: Vec::new() }
+    WriteBatch {
+        subjects,
+        values: Vec::new(),
+    }
 }
 
 fn values_only(values: Vec<SealedValue>) -> WriteBatch {
-    WriteBatch { subjects: Vec::new(), values }
+    WriteBatch {
+        subjects: Vec::new(),
+        values,
+    }
 }
 
-fn counts(subjects_created: u64, subjects_updated: u64, values_added: u64, values_merged: u64) -> WriteOutcome {
-    WriteOutcome { subjects_created, subjects_updated, values_added, values_merged }
+fn counts(
+    subjects_created: u64,
+    subjects_updated: u64,
+    values_added: u64,
+    values_merged: u64,
+) -> WriteOutcome {
+    WriteOutcome {
+        subjects_created,
+        subjects_updated,
+        values_added,
+        values_merged,
+    }
 }

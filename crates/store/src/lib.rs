@@ -52,8 +52,8 @@ use async_trait::async_trait;
 use model::{FieldKind, Label, RegionId, StaffId, SubjectId};
 
 pub use postgres::{
-    POSTGRES_CONNECT_TIMEOUT_MS, POSTGRES_CONNECTIONS_MAX, POSTGRES_POOL_WAIT_TIMEOUT_MS, POSTGRES_SCHEMA_PREFIX,
-    PostgresStore,
+    POSTGRES_CONNECT_TIMEOUT_MS, POSTGRES_CONNECTIONS_MAX, POSTGRES_POOL_WAIT_TIMEOUT_MS,
+    POSTGRES_SCHEMA_PREFIX, PostgresStore,
 };
 pub use sqlite::{SQLITE_BUSY_TIMEOUT_MS, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore};
 
@@ -202,17 +202,33 @@ pub trait RegionStore: Send + Sync {
     /// The sealed values of a subject, of the given fields (all fields when empty), ordered
     /// by field (in [`FieldKind`] declaration order, as its `Ord`), then first seen, then
     /// value id. Empty for an unknown or erased subject.
-    async fn values(&self, subject: &SubjectId, fields: &[FieldKind]) -> Result<Vec<SealedValue>, StoreError>;
+    async fn values(
+        &self,
+        subject: &SubjectId,
+        fields: &[FieldKind],
+    ) -> Result<Vec<SealedValue>, StoreError>;
 
     /// Deletes the subject's values and data key, marks it erased and records the erasure,
     /// in one transaction. `UnknownSubject` if absent; erasing twice returns the first record.
-    async fn erase(&self, subject: &SubjectId, at_ms: i64, requested_by: &str, reason: &str) -> Result<ErasureRecord, StoreError>;
+    /// The subject row stays (labels and staff link too): the log's entries about the subject
+    /// still need to be explained.
+    async fn erase(
+        &self,
+        subject: &SubjectId,
+        at_ms: i64,
+        requested_by: &str,
+        reason: &str,
+    ) -> Result<ErasureRecord, StoreError>;
 
     async fn erasure(&self, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError>;
 
     /// Keys of shred group `group` wrapped under a version older than `version`, ordered by
-    /// subject id.
-    async fn keys_wrapped_before(&self, group: u16, version: u32) -> Result<Vec<StoredKey>, StoreError>;
+    /// subject id (bytewise).
+    async fn keys_wrapped_before(
+        &self,
+        group: u16,
+        version: u32,
+    ) -> Result<Vec<StoredKey>, StoreError>;
 
     /// Replaces the wrapped bytes and version of existing keys (re-wrap after rotation), each
     /// only where the stored version still equals its `previous_version` and the stored

@@ -102,7 +102,11 @@ impl<'a> BatchPlan<'a> {
                 value_owners.push(&value.subject);
             }
         }
-        Ok(Self { subjects, values, value_owners })
+        Ok(Self {
+            subjects,
+            values,
+            value_owners,
+        })
     }
 
     /// Every subject the batch touches, each once: upserted subjects, then value owners.
@@ -128,7 +132,8 @@ impl<'a> BatchPlan<'a> {
                 return Err(StoreError::Erased(id.clone()));
             }
         }
-        let upserted: HashSet<&SubjectId> = self.subjects.iter().map(|planned| planned.id).collect();
+        let upserted: HashSet<&SubjectId> =
+            self.subjects.iter().map(|planned| planned.id).collect();
         for owner in &self.value_owners {
             if !states.contains_key(*owner) && !upserted.contains(owner) {
                 return Err(StoreError::UnknownSubject((*owner).clone()));
@@ -143,7 +148,11 @@ impl<'a> BatchPlan<'a> {
     /// Counts the outcome from how many distinct subjects were created and how many distinct
     /// values were added; everything else in the batch was an update or a merge.
     pub fn outcome(&self, subjects_created: u64, values_added: u64) -> WriteOutcome {
-        let subject_rows: u64 = self.subjects.iter().map(|planned| planned.occurrences).sum();
+        let subject_rows: u64 = self
+            .subjects
+            .iter()
+            .map(|planned| planned.occurrences)
+            .sum();
         let value_rows: u64 = self.values.iter().map(|planned| planned.occurrences).sum();
         WriteOutcome {
             subjects_created,
@@ -156,7 +165,10 @@ impl<'a> BatchPlan<'a> {
 
 pub(crate) fn check_rows(rows: usize) -> Result<(), StoreError> {
     if rows > WRITE_BATCH_ROWS_MAX {
-        return Err(StoreError::BatchTooLarge { rows, max: WRITE_BATCH_ROWS_MAX });
+        return Err(StoreError::BatchTooLarge {
+            rows,
+            max: WRITE_BATCH_ROWS_MAX,
+        });
     }
     Ok(())
 }
@@ -164,7 +176,9 @@ pub(crate) fn check_rows(rows: usize) -> Result<(), StoreError> {
 /// The first key given for each subject, in input order: within one call the first wins.
 pub(crate) fn first_key_per_subject(keys: &[StoredKey]) -> Vec<&StoredKey> {
     let mut seen = HashSet::new();
-    keys.iter().filter(|key| seen.insert(&key.subject)).collect()
+    keys.iter()
+        .filter(|key| seen.insert(&key.subject))
+        .collect()
 }
 
 /// Labels as stored: a JSON array of label names, in `Label` order.
@@ -178,7 +192,10 @@ pub(crate) fn labels_from_json(text: &str) -> Result<BTreeSet<Label>, StoreError
         .map_err(|error| StoreError::Corrupt(format!("labels {text:?}: {error}")))?;
     names
         .iter()
-        .map(|name| name.parse::<Label>().map_err(|error| StoreError::Corrupt(error.to_string())))
+        .map(|name| {
+            name.parse::<Label>()
+                .map_err(|error| StoreError::Corrupt(error.to_string()))
+        })
         .collect()
 }
 
@@ -199,7 +216,9 @@ impl SubjectRow {
             labels: labels_from_json(&self.labels)?,
             staff: self
                 .staff
-                .map(|staff| StaffId::new(&staff).map_err(|error| StoreError::Corrupt(error.to_string())))
+                .map(|staff| {
+                    StaffId::new(&staff).map_err(|error| StoreError::Corrupt(error.to_string()))
+                })
                 .transpose()?,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
@@ -213,7 +232,8 @@ pub(crate) fn subject_id(text: &str) -> Result<SubjectId, StoreError> {
 }
 
 pub(crate) fn field_kind(text: &str) -> Result<FieldKind, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt(format!("unknown field {text:?}")))
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown field {text:?}")))
 }
 
 pub(crate) fn value_id(bytes: &[u8]) -> Result<[u8; 16], StoreError> {
@@ -223,11 +243,13 @@ pub(crate) fn value_id(bytes: &[u8]) -> Result<[u8; 16], StoreError> {
 }
 
 pub(crate) fn shred_group(stored: i64) -> Result<u16, StoreError> {
-    u16::try_from(stored).map_err(|_| StoreError::Corrupt(format!("shred group {stored} out of range")))
+    u16::try_from(stored)
+        .map_err(|_| StoreError::Corrupt(format!("shred group {stored} out of range")))
 }
 
 pub(crate) fn kek_version(stored: i64) -> Result<u32, StoreError> {
-    u32::try_from(stored).map_err(|_| StoreError::Corrupt(format!("key version {stored} out of range")))
+    u32::try_from(stored)
+        .map_err(|_| StoreError::Corrupt(format!("key version {stored} out of range")))
 }
 
 pub(crate) fn count(stored: i64) -> Result<u64, StoreError> {
@@ -238,7 +260,11 @@ pub(crate) fn count(stored: i64) -> Result<u64, StoreError> {
 /// backends agree regardless of collation.
 pub(crate) fn sort_values(values: &mut [SealedValue]) {
     values.sort_by(|left, right| {
-        (left.field, left.first_seen_ms, left.value_id).cmp(&(right.field, right.first_seen_ms, right.value_id))
+        (left.field, left.first_seen_ms, left.value_id).cmp(&(
+            right.field,
+            right.first_seen_ms,
+            right.value_id,
+        ))
     });
 }
 
@@ -252,7 +278,12 @@ mod tests {
     }
 
     fn upsert(id: &str, labels: &[Label], at_ms: i64) -> SubjectUpsert {
-        SubjectUpsert { id: subject(id), labels: labels.iter().copied().collect(), staff: None, at_ms }
+        SubjectUpsert {
+            id: subject(id),
+            labels: labels.iter().copied().collect(),
+            staff: None,
+            at_ms,
+        }
     }
 
     fn value(owner: &str, id: u8, first_seen_ms: i64, last_seen_ms: i64) -> SealedValue {
@@ -274,22 +305,42 @@ mod tests {
                 upsert("b", &[], 5),
                 upsert("a", &[Label::Staff], 7),
             ],
-            values: vec![value("a", 1, 5, 6), value("a", 1, 3, 4), value("b", 2, 1, 1), value("a", 1, 9, 9)],
+            values: vec![
+                value("a", 1, 5, 6),
+                value("a", 1, 3, 4),
+                value("b", 2, 1, 1),
+                value("a", 1, 9, 9),
+            ],
         };
         let plan = BatchPlan::new(&batch).unwrap();
         assert_eq!(plan.subjects.len(), 2);
         let a = &plan.subjects[0];
         assert_eq!((a.first_at_ms, a.last_at_ms, a.occurrences), (10, 10, 2));
-        assert_eq!(a.labels, &[Label::Staff].into_iter().collect::<BTreeSet<_>>());
+        assert_eq!(
+            a.labels,
+            &[Label::Staff].into_iter().collect::<BTreeSet<_>>()
+        );
         assert_eq!(plan.values.len(), 2);
         let folded = &plan.values[0];
-        assert_eq!((folded.first_seen_ms, folded.last_seen_ms, folded.occurrences), (3, 9, 3));
+        assert_eq!(
+            (
+                folded.first_seen_ms,
+                folded.last_seen_ms,
+                folded.occurrences
+            ),
+            (3, 9, 3)
+        );
         assert_eq!(folded.value.sealed, vec![1]);
         assert_eq!(plan.value_owners, vec![&subject("a"), &subject("b")]);
         let outcome = plan.outcome(1, 2);
         assert_eq!(
             outcome,
-            WriteOutcome { subjects_created: 1, subjects_updated: 2, values_added: 2, values_merged: 2 }
+            WriteOutcome {
+                subjects_created: 1,
+                subjects_updated: 2,
+                values_added: 2,
+                values_merged: 2
+            }
         );
     }
 
@@ -301,20 +352,34 @@ mod tests {
                 values: vec![value("old", 1, 1, 1), value("new", 2, 1, 1)],
             };
             let plan = BatchPlan::new(&batch).unwrap();
-            let states = states.iter().map(|(id, state)| (subject(id), *state)).collect();
+            let states = states
+                .iter()
+                .map(|(id, state)| (subject(id), *state))
+                .collect();
             let keyed = keyed.iter().map(|id| subject(id)).collect();
-            let found = plan.validate(&states, &keyed).err().map(|error| error.to_string());
+            let found = plan
+                .validate(&states, &keyed)
+                .err()
+                .map(|error| error.to_string());
             assert_eq!(found.as_deref(), expected);
         }
         check(&[("old", SubjectState::Live)], &["old", "new"], None);
         check(&[], &["old", "new"], Some("subject old does not exist"));
-        check(&[("old", SubjectState::Live)], &["old"], Some("value for subject new has no data key stored"));
+        check(
+            &[("old", SubjectState::Live)],
+            &["old"],
+            Some("value for subject new has no data key stored"),
+        );
         check(
             &[("old", SubjectState::Erased), ("new", SubjectState::Erased)],
             &[],
             Some("subject new was erased; it cannot be written again"),
         );
-        check(&[("old", SubjectState::Erased)], &["old", "new"], Some("subject old was erased; it cannot be written again"));
+        check(
+            &[("old", SubjectState::Erased)],
+            &["old", "new"],
+            Some("subject old was erased; it cannot be written again"),
+        );
     }
 
     #[test]
@@ -333,7 +398,13 @@ mod tests {
         assert!(json.starts_with("[\"journalist\","), "{json}");
         assert_eq!(labels_from_json(&json).unwrap(), labels);
         assert_eq!(labels_to_json(&BTreeSet::new()), "[]");
-        assert!(matches!(labels_from_json("[\"reporter\"]"), Err(StoreError::Corrupt(_))));
-        assert!(matches!(labels_from_json("journalist"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            labels_from_json("[\"reporter\"]"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            labels_from_json("journalist"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

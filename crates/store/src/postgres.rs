@@ -44,14 +44,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use model::{FieldKind, RegionId, SubjectId};
 use tokio_postgres::NoTls;
 
 use crate::plan::{self, BatchPlan, PlannedSubject, PlannedValue, SubjectRow, SubjectState};
 use crate::{
-    ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats, StoredKey,
-    SubjectRecord, WriteBatch, WriteOutcome,
+    ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
+    StoredKey, SubjectRecord, WriteBatch, WriteOutcome,
 };
 
 /// Most connections one store holds open.
@@ -127,15 +127,22 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`, no TLS), creates the region's
     /// schema if missing and brings it up to date.
     pub async fn connect(url: &str, region: RegionId) -> Result<PostgresStore, StoreError> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|error| StoreError::Postgres(format!("invalid url: {error}")))?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::Postgres(format!("invalid url: {error}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_millis(POSTGRES_CONNECT_TIMEOUT_MS));
         }
         if config.get_application_name().is_none() {
             config.application_name("custos");
         }
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(manager)
             .max_size(POSTGRES_CONNECTIONS_MAX)
             .runtime(Runtime::Tokio1)
@@ -144,14 +151,22 @@ impl PostgresStore {
             .build()
             .map_err(|error| StoreError::Postgres(error.to_string()))?;
         let schema = Self::schema_for(&region);
-        let store = PostgresStore { sql: std::sync::Arc::new(Statements::new(&schema)), region, schema, pool };
+        let store = PostgresStore {
+            sql: std::sync::Arc::new(Statements::new(&schema)),
+            region,
+            schema,
+            pool,
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     /// The schema that holds `region`'s tables.
     pub fn schema_for(region: &RegionId) -> String {
-        format!("{POSTGRES_SCHEMA_PREFIX}{}", region.as_str().replace('-', "_"))
+        format!(
+            "{POSTGRES_SCHEMA_PREFIX}{}",
+            region.as_str().replace('-', "_")
+        )
     }
 
     pub fn schema(&self) -> &str {
@@ -161,7 +176,10 @@ impl PostgresStore {
     /// The schema version recorded in the region's schema.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
-        let row = client.query_one(&self.sql.select_version, &[]).await.map_err(postgres_error)?;
+        let row = client
+            .query_one(&self.sql.select_version, &[])
+            .await
+            .map_err(postgres_error)?;
         Ok(row.get(0))
     }
 
@@ -170,57 +188,89 @@ impl PostgresStore {
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quoted(&self.schema)))
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quoted(&self.schema)
+            ))
             .await
             .map_err(postgres_error)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
-        let schema = quoted(&self.schema);
         for (index, sql) in MIGRATIONS.iter().enumerate() {
-            let version = index as i64 + 1;
             let transaction = client.transaction().await.map_err(postgres_error)?;
-            // Two nodes starting at once must not both apply a migration: the lock is held to
-            // the end of the transaction, and the version is read after taking it.
-            transaction
-                .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("custos migrate {}", self.schema)])
-                .await
-                .map_err(postgres_error)?;
-            transaction
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {schema}; \
-                     CREATE TABLE IF NOT EXISTS {schema}.schema_migrations \
-                     (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
-                ))
-                .await
-                .map_err(postgres_error)?;
-            let found: i64 = transaction.query_one(&self.sql.select_version, &[]).await.map_err(postgres_error)?.get(0);
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
-            }
-            if found >= version {
-                continue;
-            }
-            transaction.batch_execute(&sql.replace("{schema}", &schema)).await.map_err(postgres_error)?;
-            transaction
-                .execute(
-                    &format!("INSERT INTO {schema}.schema_migrations (version, applied_at_ms) VALUES ($1, $2)"),
-                    &[&version, &now_ms()],
-                )
-                .await
-                .map_err(postgres_error)?;
-            transaction.commit().await.map_err(postgres_error)?;
+            let result = self.migrate_to(&transaction, index as i64 + 1, sql).await;
+            finish(transaction, result).await?;
         }
         let found = self.schema_version().await?;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         Ok(())
     }
 
+    /// Applies migration `version` unless it already is; refuses a newer schema.
+    async fn migrate_to(
+        &self,
+        transaction: &Transaction<'_>,
+        version: i64,
+        sql: &str,
+    ) -> Result<(), StoreError> {
+        let schema = quoted(&self.schema);
+        // Two nodes starting at once must not both apply a migration: the lock is held to the
+        // end of the transaction, and the version is read after taking it.
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&format!("custos migrate {}", self.schema)],
+            )
+            .await
+            .map_err(postgres_error)?;
+        transaction
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; \
+                 CREATE TABLE IF NOT EXISTS {schema}.schema_migrations \
+                 (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
+            ))
+            .await
+            .map_err(postgres_error)?;
+        let found: i64 = transaction
+            .query_one(&self.sql.select_version, &[])
+            .await
+            .map_err(postgres_error)?
+            .get(0);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found >= version {
+            return Ok(());
+        }
+        transaction
+            .batch_execute(&sql.replace("{schema}", &schema))
+            .await
+            .map_err(postgres_error)?;
+        transaction
+            .execute(
+                &format!("INSERT INTO {schema}.schema_migrations (version, applied_at_ms) VALUES ($1, $2)"),
+                &[&version, &now_ms()],
+            )
+            .await
+            .map_err(postgres_error)?;
+        Ok(())
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(|error| StoreError::Postgres(error.to_string()))
+        self.pool
+            .get()
+            .await
+            .map_err(|error| StoreError::Postgres(error.to_string()))
     }
 }
 
@@ -252,7 +302,9 @@ impl Statements {
     fn new(schema: &str) -> Self {
         let s = quoted(schema);
         Statements {
-            select_version: format!("SELECT coalesce(max(version), 0)::BIGINT FROM {s}.schema_migrations"),
+            select_version: format!(
+                "SELECT coalesce(max(version), 0)::BIGINT FROM {s}.schema_migrations"
+            ),
             lock_subjects: format!(
                 "SELECT id, erased_at_ms IS NOT NULL FROM {s}.subjects WHERE id = ANY($1::TEXT[]) ORDER BY id FOR UPDATE"
             ),
@@ -276,7 +328,9 @@ impl Statements {
             select_keys: format!(
                 "SELECT subject_id, shred_group, kek_version, wrapped FROM {s}.data_keys WHERE subject_id = ANY($1::TEXT[])"
             ),
-            select_keyed: format!("SELECT subject_id FROM {s}.data_keys WHERE subject_id = ANY($1::TEXT[])"),
+            select_keyed: format!(
+                "SELECT subject_id FROM {s}.data_keys WHERE subject_id = ANY($1::TEXT[])"
+            ),
             insert_keys: format!(
                 "INSERT INTO {s}.data_keys (subject_id, shred_group, kek_version, wrapped) \
                  SELECT * FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::BIGINT[], $4::BYTEA[]) \
@@ -343,38 +397,12 @@ impl RegionStore for PostgresStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut firsts = plan::first_key_per_subject(keys);
-        let subjects: Vec<&str> = firsts.iter().map(|key| key.subject.as_str()).collect();
+        let firsts = plan::first_key_per_subject(keys);
 
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
-        let statement = transaction.prepare_cached(&self.sql.share_subjects).await.map_err(postgres_error)?;
-        let erased: HashSet<String> = transaction
-            .query(&statement, &[&subjects])
-            .await
-            .map_err(postgres_error)?
-            .into_iter()
-            .filter(|row| row.get::<_, bool>(1))
-            .map(|row| row.get(0))
-            .collect();
-        if let Some(key) = firsts.iter().find(|key| erased.contains(key.subject.as_str())) {
-            return Err(StoreError::Erased(key.subject.clone()));
-        }
-
-        // Inserted in id order so that two calls lock index entries in the same order.
-        firsts.sort_by(|left, right| left.subject.cmp(&right.subject));
-        let ids: Vec<&str> = firsts.iter().map(|key| key.subject.as_str()).collect();
-        let groups: Vec<i32> = firsts.iter().map(|key| i32::from(key.group)).collect();
-        let versions: Vec<i64> = firsts.iter().map(|key| i64::from(key.version)).collect();
-        let wrapped: Vec<&[u8]> = firsts.iter().map(|key| key.wrapped.as_slice()).collect();
-        let statement = transaction.prepare_cached(&self.sql.insert_keys).await.map_err(postgres_error)?;
-        transaction
-            .execute(&statement, &[&ids, &groups, &versions, &wrapped])
-            .await
-            .map_err(postgres_error)?;
-
-        let stored = select_keys(&transaction, &self.sql.select_keys, &ids).await?;
-        transaction.commit().await.map_err(postgres_error)?;
+        let result = self.ensure_data_keys_in(&transaction, firsts).await;
+        let stored = finish(transaction, result).await?;
         keys.iter()
             .map(|key| {
                 stored
@@ -390,102 +418,30 @@ impl RegionStore for PostgresStore {
         let ids: Vec<&str> = subjects.iter().map(SubjectId::as_str).collect();
         let client = self.client().await?;
         let stored = select_keys(&client, &self.sql.select_keys, &ids).await?;
-        Ok(subjects.iter().filter_map(|subject| stored.get(subject).cloned()).collect())
+        Ok(subjects
+            .iter()
+            .filter_map(|subject| stored.get(subject).cloned())
+            .collect())
     }
 
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
         let plan = BatchPlan::new(batch)?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
-
-        let touched: Vec<&str> = plan.touched_subjects().into_iter().map(SubjectId::as_str).collect();
-        let mut states = lock_subjects(&transaction, &self.sql.lock_subjects, &touched).await?;
-        let owners: Vec<&str> = plan.value_owners.iter().map(|owner| owner.as_str()).collect();
-        let statement = transaction.prepare_cached(&self.sql.select_keyed).await.map_err(postgres_error)?;
-        let keyed: HashSet<SubjectId> = transaction
-            .query(&statement, &[&owners])
-            .await
-            .map_err(postgres_error)?
-            .iter()
-            .map(|row| plan::subject_id(row.get(0)))
-            .collect::<Result<_, _>>()?;
-        plan.validate(&states, &keyed)?;
-
-        let mut fresh: Vec<&PlannedSubject<'_>> = plan.subjects.iter().filter(|planned| !states.contains_key(planned.id)).collect();
-        fresh.sort_by(|left, right| left.id.cmp(right.id));
-        let mut subjects_created = 0;
-        if !fresh.is_empty() {
-            let columns = SubjectColumns::new(&fresh);
-            let statement = transaction.prepare_cached(&self.sql.insert_subjects).await.map_err(postgres_error)?;
-            let inserted: HashSet<String> = transaction
-                .query(&statement, &[&columns.ids, &columns.labels, &columns.staff, &columns.first_at_ms, &columns.last_at_ms])
-                .await
-                .map_err(postgres_error)?
-                .into_iter()
-                .map(|row| row.get(0))
-                .collect();
-            subjects_created = inserted.len() as u64;
-            // A subject another transaction created after our lock query: lock it now and
-            // check it again before updating it like any existing subject.
-            let raced: Vec<&str> = columns.ids.iter().copied().filter(|id| !inserted.contains(*id)).collect();
-            if !raced.is_empty() {
-                let raced_states = lock_subjects(&transaction, &self.sql.lock_subjects, &raced).await?;
-                if let Some((id, _)) = raced_states.iter().find(|(_, state)| **state == SubjectState::Erased) {
-                    return Err(StoreError::Erased(id.clone()));
-                }
-                states.extend(raced_states);
-            }
-        }
-        let mut existing: Vec<&PlannedSubject<'_>> = plan
-            .subjects
-            .iter()
-            .filter(|planned| states.contains_key(planned.id))
-            .collect();
-        existing.sort_by(|left, right| left.id.cmp(right.id));
-        if !existing.is_empty() {
-            let columns = SubjectColumns::new(&existing);
-            let statement = transaction.prepare_cached(&self.sql.update_subjects).await.map_err(postgres_error)?;
-            transaction
-                .execute(&statement, &[&columns.ids, &columns.labels, &columns.staff, &columns.last_at_ms])
-                .await
-                .map_err(postgres_error)?;
-        }
-
-        let mut values_added = 0;
-        if !plan.values.is_empty() {
-            let mut values: Vec<&PlannedValue<'_>> = plan.values.iter().collect();
-            values.sort_by(|left, right| {
-                let key = |planned: &PlannedValue<'_>| (planned.value.subject.clone(), planned.value.field, planned.value.value_id);
-                key(left).cmp(&key(right))
-            });
-            let subjects: Vec<&str> = values.iter().map(|planned| planned.value.subject.as_str()).collect();
-            let fields: Vec<&str> = values.iter().map(|planned| planned.value.field.as_str()).collect();
-            let value_ids: Vec<&[u8]> = values.iter().map(|planned| &planned.value.value_id[..]).collect();
-            let sealed: Vec<&[u8]> = values.iter().map(|planned| planned.value.sealed.as_slice()).collect();
-            let first_seen: Vec<i64> = values.iter().map(|planned| planned.first_seen_ms).collect();
-            let last_seen: Vec<i64> = values.iter().map(|planned| planned.last_seen_ms).collect();
-            // Merge first, then insert what is new: the owners are locked, so no other
-            // transaction can add one of these values in between, and the insert's count is
-            // exactly the values added.
-            let statement = transaction.prepare_cached(&self.sql.merge_values).await.map_err(postgres_error)?;
-            transaction
-                .execute(&statement, &[&subjects, &fields, &value_ids, &first_seen, &last_seen])
-                .await
-                .map_err(postgres_error)?;
-            let statement = transaction.prepare_cached(&self.sql.insert_values).await.map_err(postgres_error)?;
-            values_added = transaction
-                .execute(&statement, &[&subjects, &fields, &value_ids, &sealed, &first_seen, &last_seen])
-                .await
-                .map_err(postgres_error)?;
-        }
-        transaction.commit().await.map_err(postgres_error)?;
-        Ok(plan.outcome(subjects_created, values_added))
+        let result = self.write_in(&transaction, &plan).await;
+        finish(transaction, result).await
     }
 
     async fn subject(&self, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(&self.sql.select_subject).await.map_err(postgres_error)?;
-        let row = client.query_opt(&statement, &[&id.as_str()]).await.map_err(postgres_error)?;
+        let statement = client
+            .prepare_cached(&self.sql.select_subject)
+            .await
+            .map_err(postgres_error)?;
+        let row = client
+            .query_opt(&statement, &[&id.as_str()])
+            .await
+            .map_err(postgres_error)?;
         row.map(|row| {
             SubjectRow {
                 id: row.get(0),
@@ -500,11 +456,26 @@ impl RegionStore for PostgresStore {
         .transpose()
     }
 
-    async fn values(&self, subject: &SubjectId, fields: &[FieldKind]) -> Result<Vec<SealedValue>, StoreError> {
-        let fields: Vec<&str> = fields.iter().map(|field| field.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    async fn values(
+        &self,
+        subject: &SubjectId,
+        fields: &[FieldKind],
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        let fields: Vec<&str> = fields
+            .iter()
+            .map(|field| field.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let client = self.client().await?;
-        let statement = client.prepare_cached(&self.sql.select_values).await.map_err(postgres_error)?;
-        let rows = client.query(&statement, &[&subject.as_str(), &fields]).await.map_err(postgres_error)?;
+        let statement = client
+            .prepare_cached(&self.sql.select_values)
+            .await
+            .map_err(postgres_error)?;
+        let rows = client
+            .query(&statement, &[&subject.as_str(), &fields])
+            .await
+            .map_err(postgres_error)?;
         let mut values = rows
             .iter()
             .map(|row| {
@@ -522,36 +493,19 @@ impl RegionStore for PostgresStore {
         Ok(values)
     }
 
-    async fn erase(&self, subject: &SubjectId, at_ms: i64, requested_by: &str, reason: &str) -> Result<ErasureRecord, StoreError> {
+    async fn erase(
+        &self,
+        subject: &SubjectId,
+        at_ms: i64,
+        requested_by: &str,
+        reason: &str,
+    ) -> Result<ErasureRecord, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
-        let states = lock_subjects(&transaction, &self.sql.lock_subjects, &[subject.as_str()]).await?;
-        match states.get(subject) {
-            None => return Err(StoreError::UnknownSubject(subject.clone())),
-            Some(SubjectState::Erased) => {
-                return select_erasure(&transaction, &self.sql.select_erasure, subject)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt(format!("subject {subject} is erased but has no erasure record")));
-            }
-            Some(SubjectState::Live) => {}
-        }
-        let id = subject.as_str();
-        let destroyed = transaction.execute(&self.sql.delete_values, &[&id]).await.map_err(postgres_error)?;
-        transaction.execute(&self.sql.delete_key, &[&id]).await.map_err(postgres_error)?;
-        transaction.execute(&self.sql.mark_erased, &[&id, &at_ms]).await.map_err(postgres_error)?;
-        let destroyed_count = i64::try_from(destroyed).map_err(|_| StoreError::Corrupt(format!("{destroyed} values destroyed")))?;
-        transaction
-            .execute(&self.sql.insert_erasure, &[&id, &at_ms, &requested_by, &reason, &destroyed_count])
-            .await
-            .map_err(postgres_error)?;
-        transaction.commit().await.map_err(postgres_error)?;
-        Ok(ErasureRecord {
-            subject: subject.clone(),
-            erased_at_ms: at_ms,
-            requested_by: requested_by.to_owned(),
-            reason: reason.to_owned(),
-            values_destroyed: destroyed,
-        })
+        let result = self
+            .erase_in(&transaction, subject, at_ms, requested_by, reason)
+            .await;
+        finish(transaction, result).await
     }
 
     async fn erasure(&self, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError> {
@@ -559,9 +513,16 @@ impl RegionStore for PostgresStore {
         select_erasure(&client, &self.sql.select_erasure, subject).await
     }
 
-    async fn keys_wrapped_before(&self, group: u16, version: u32) -> Result<Vec<StoredKey>, StoreError> {
+    async fn keys_wrapped_before(
+        &self,
+        group: u16,
+        version: u32,
+    ) -> Result<Vec<StoredKey>, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(&self.sql.select_keys_before).await.map_err(postgres_error)?;
+        let statement = client
+            .prepare_cached(&self.sql.select_keys_before)
+            .await
+            .map_err(postgres_error)?;
         let rows = client
             .query(&statement, &[&i32::from(group), &i64::from(version)])
             .await
@@ -573,7 +534,302 @@ impl RegionStore for PostgresStore {
         plan::check_rows(rewraps.len())?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
-        let statement = transaction.prepare_cached(&self.sql.rewrap_key).await.map_err(postgres_error)?;
+        let result = self.rewrap_keys_in(&transaction, rewraps).await;
+        finish(transaction, result).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(&self.sql.select_stats, &[])
+            .await
+            .map_err(postgres_error)?;
+        Ok(StoreStats {
+            subjects: plan::count(row.get(0))?,
+            subjects_erased: plan::count(row.get(1))?,
+            values: plan::count(row.get(2))?,
+        })
+    }
+}
+
+/// The bodies of the transactional methods; [`finish`] commits or rolls back around them.
+impl PostgresStore {
+    async fn ensure_data_keys_in(
+        &self,
+        transaction: &Transaction<'_>,
+        mut firsts: Vec<&StoredKey>,
+    ) -> Result<HashMap<SubjectId, StoredKey>, StoreError> {
+        let subjects: Vec<&str> = firsts.iter().map(|key| key.subject.as_str()).collect();
+        let statement = transaction
+            .prepare_cached(&self.sql.share_subjects)
+            .await
+            .map_err(postgres_error)?;
+        let erased: HashSet<String> = transaction
+            .query(&statement, &[&subjects])
+            .await
+            .map_err(postgres_error)?
+            .into_iter()
+            .filter(|row| row.get::<_, bool>(1))
+            .map(|row| row.get(0))
+            .collect();
+        if let Some(key) = firsts
+            .iter()
+            .find(|key| erased.contains(key.subject.as_str()))
+        {
+            return Err(StoreError::Erased(key.subject.clone()));
+        }
+
+        // Inserted in id order so that two calls lock index entries in the same order.
+        firsts.sort_by(|left, right| left.subject.cmp(&right.subject));
+        let ids: Vec<&str> = firsts.iter().map(|key| key.subject.as_str()).collect();
+        let groups: Vec<i32> = firsts.iter().map(|key| i32::from(key.group)).collect();
+        let versions: Vec<i64> = firsts.iter().map(|key| i64::from(key.version)).collect();
+        let wrapped: Vec<&[u8]> = firsts.iter().map(|key| key.wrapped.as_slice()).collect();
+        let statement = transaction
+            .prepare_cached(&self.sql.insert_keys)
+            .await
+            .map_err(postgres_error)?;
+        transaction
+            .execute(&statement, &[&ids, &groups, &versions, &wrapped])
+            .await
+            .map_err(postgres_error)?;
+
+        select_keys(transaction, &self.sql.select_keys, &ids).await
+    }
+
+    async fn write_in(
+        &self,
+        transaction: &Transaction<'_>,
+        plan: &BatchPlan<'_>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let touched: Vec<&str> = plan
+            .touched_subjects()
+            .into_iter()
+            .map(SubjectId::as_str)
+            .collect();
+        let mut states = lock_subjects(transaction, &self.sql.lock_subjects, &touched).await?;
+        let owners: Vec<&str> = plan
+            .value_owners
+            .iter()
+            .map(|owner| owner.as_str())
+            .collect();
+        let statement = transaction
+            .prepare_cached(&self.sql.select_keyed)
+            .await
+            .map_err(postgres_error)?;
+        let keyed: HashSet<SubjectId> = transaction
+            .query(&statement, &[&owners])
+            .await
+            .map_err(postgres_error)?
+            .iter()
+            .map(|row| plan::subject_id(row.get(0)))
+            .collect::<Result<_, _>>()?;
+        plan.validate(&states, &keyed)?;
+
+        let mut fresh: Vec<&PlannedSubject<'_>> = plan
+            .subjects
+            .iter()
+            .filter(|planned| !states.contains_key(planned.id))
+            .collect();
+        fresh.sort_by(|left, right| left.id.cmp(right.id));
+        let mut subjects_created = 0;
+        if !fresh.is_empty() {
+            let columns = SubjectColumns::new(&fresh);
+            let statement = transaction
+                .prepare_cached(&self.sql.insert_subjects)
+                .await
+                .map_err(postgres_error)?;
+            let inserted: HashSet<String> = transaction
+                .query(
+                    &statement,
+                    &[
+                        &columns.ids,
+                        &columns.labels,
+                        &columns.staff,
+                        &columns.first_at_ms,
+                        &columns.last_at_ms,
+                    ],
+                )
+                .await
+                .map_err(postgres_error)?
+                .into_iter()
+                .map(|row| row.get(0))
+                .collect();
+            subjects_created = inserted.len() as u64;
+            // A subject another transaction created after our lock query: lock it now and
+            // check it again before updating it like any existing subject.
+            let raced: Vec<&str> = columns
+                .ids
+                .iter()
+                .copied()
+                .filter(|id| !inserted.contains(*id))
+                .collect();
+            if !raced.is_empty() {
+                let raced_states =
+                    lock_subjects(transaction, &self.sql.lock_subjects, &raced).await?;
+                if let Some((id, _)) = raced_states
+                    .iter()
+                    .find(|(_, state)| **state == SubjectState::Erased)
+                {
+                    return Err(StoreError::Erased(id.clone()));
+                }
+                states.extend(raced_states);
+            }
+        }
+        let mut existing: Vec<&PlannedSubject<'_>> = plan
+            .subjects
+            .iter()
+            .filter(|planned| states.contains_key(planned.id))
+            .collect();
+        existing.sort_by(|left, right| left.id.cmp(right.id));
+        if !existing.is_empty() {
+            let columns = SubjectColumns::new(&existing);
+            let statement = transaction
+                .prepare_cached(&self.sql.update_subjects)
+                .await
+                .map_err(postgres_error)?;
+            transaction
+                .execute(
+                    &statement,
+                    &[
+                        &columns.ids,
+                        &columns.labels,
+                        &columns.staff,
+                        &columns.last_at_ms,
+                    ],
+                )
+                .await
+                .map_err(postgres_error)?;
+        }
+
+        let mut values_added = 0;
+        if !plan.values.is_empty() {
+            let mut values: Vec<&PlannedValue<'_>> = plan.values.iter().collect();
+            values.sort_by(|left, right| {
+                let (left, right) = (left.value, right.value);
+                (left.subject.as_str(), left.field, left.value_id).cmp(&(
+                    right.subject.as_str(),
+                    right.field,
+                    right.value_id,
+                ))
+            });
+            let subjects: Vec<&str> = values
+                .iter()
+                .map(|planned| planned.value.subject.as_str())
+                .collect();
+            let fields: Vec<&str> = values
+                .iter()
+                .map(|planned| planned.value.field.as_str())
+                .collect();
+            let value_ids: Vec<&[u8]> = values
+                .iter()
+                .map(|planned| &planned.value.value_id[..])
+                .collect();
+            let sealed: Vec<&[u8]> = values
+                .iter()
+                .map(|planned| planned.value.sealed.as_slice())
+                .collect();
+            let first_seen: Vec<i64> = values.iter().map(|planned| planned.first_seen_ms).collect();
+            let last_seen: Vec<i64> = values.iter().map(|planned| planned.last_seen_ms).collect();
+            // Merge first, then insert what is new: the owners are locked, so no other
+            // transaction can add one of these values in between, and the insert's count is
+            // exactly the values added.
+            let statement = transaction
+                .prepare_cached(&self.sql.merge_values)
+                .await
+                .map_err(postgres_error)?;
+            transaction
+                .execute(
+                    &statement,
+                    &[&subjects, &fields, &value_ids, &first_seen, &last_seen],
+                )
+                .await
+                .map_err(postgres_error)?;
+            let statement = transaction
+                .prepare_cached(&self.sql.insert_values)
+                .await
+                .map_err(postgres_error)?;
+            values_added = transaction
+                .execute(
+                    &statement,
+                    &[
+                        &subjects,
+                        &fields,
+                        &value_ids,
+                        &sealed,
+                        &first_seen,
+                        &last_seen,
+                    ],
+                )
+                .await
+                .map_err(postgres_error)?;
+        }
+        Ok(plan.outcome(subjects_created, values_added))
+    }
+
+    async fn erase_in(
+        &self,
+        transaction: &Transaction<'_>,
+        subject: &SubjectId,
+        at_ms: i64,
+        requested_by: &str,
+        reason: &str,
+    ) -> Result<ErasureRecord, StoreError> {
+        let states =
+            lock_subjects(transaction, &self.sql.lock_subjects, &[subject.as_str()]).await?;
+        match states.get(subject) {
+            None => return Err(StoreError::UnknownSubject(subject.clone())),
+            Some(SubjectState::Erased) => {
+                return select_erasure(transaction, &self.sql.select_erasure, subject)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "subject {subject} is erased but has no erasure record"
+                        ))
+                    });
+            }
+            Some(SubjectState::Live) => {}
+        }
+        let id = subject.as_str();
+        let destroyed = transaction
+            .execute(&self.sql.delete_values, &[&id])
+            .await
+            .map_err(postgres_error)?;
+        transaction
+            .execute(&self.sql.delete_key, &[&id])
+            .await
+            .map_err(postgres_error)?;
+        transaction
+            .execute(&self.sql.mark_erased, &[&id, &at_ms])
+            .await
+            .map_err(postgres_error)?;
+        let destroyed_count = i64::try_from(destroyed)
+            .map_err(|_| StoreError::Corrupt(format!("{destroyed} values destroyed")))?;
+        transaction
+            .execute(
+                &self.sql.insert_erasure,
+                &[&id, &at_ms, &requested_by, &reason, &destroyed_count],
+            )
+            .await
+            .map_err(postgres_error)?;
+        Ok(ErasureRecord {
+            subject: subject.clone(),
+            erased_at_ms: at_ms,
+            requested_by: requested_by.to_owned(),
+            reason: reason.to_owned(),
+            values_destroyed: destroyed,
+        })
+    }
+
+    async fn rewrap_keys_in(
+        &self,
+        transaction: &Transaction<'_>,
+        rewraps: &[Rewrap],
+    ) -> Result<u64, StoreError> {
+        let statement = transaction
+            .prepare_cached(&self.sql.rewrap_key)
+            .await
+            .map_err(postgres_error)?;
         let mut changed = 0;
         // One statement per key, in input order, so that a chain of re-wraps of one key in
         // one call behaves exactly as in SQLite.
@@ -593,18 +849,28 @@ impl RegionStore for PostgresStore {
                 .await
                 .map_err(postgres_error)?;
         }
-        transaction.commit().await.map_err(postgres_error)?;
         Ok(changed)
     }
+}
 
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let client = self.client().await?;
-        let row = client.query_one(&self.sql.select_stats, &[]).await.map_err(postgres_error)?;
-        Ok(StoreStats {
-            subjects: plan::count(row.get(0))?,
-            subjects_erased: plan::count(row.get(1))?,
-            values: plan::count(row.get(2))?,
-        })
+/// Commits when the work succeeded, else rolls back at once: a dropped transaction only
+/// queues its rollback until the connection is next driven, and until then it holds its
+/// locks (a test that blocks its runtime while dropping a schema would wait forever).
+async fn finish<T>(
+    transaction: Transaction<'_>,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            transaction.commit().await.map_err(postgres_error)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The work's error is the one worth reporting; a connection that cannot even roll
+            // back is discarded by the pool's recycle check.
+            let _ = transaction.rollback().await;
+            Err(error)
+        }
     }
 }
 
@@ -621,8 +887,14 @@ impl<'a> SubjectColumns<'a> {
     fn new(subjects: &[&PlannedSubject<'a>]) -> Self {
         SubjectColumns {
             ids: subjects.iter().map(|planned| planned.id.as_str()).collect(),
-            labels: subjects.iter().map(|planned| plan::labels_to_json(planned.labels)).collect(),
-            staff: subjects.iter().map(|planned| planned.staff.map(|staff| staff.as_str())).collect(),
+            labels: subjects
+                .iter()
+                .map(|planned| plan::labels_to_json(planned.labels))
+                .collect(),
+            staff: subjects
+                .iter()
+                .map(|planned| planned.staff.map(|staff| staff.as_str()))
+                .collect(),
             first_at_ms: subjects.iter().map(|planned| planned.first_at_ms).collect(),
             last_at_ms: subjects.iter().map(|planned| planned.last_at_ms).collect(),
         }
@@ -635,10 +907,17 @@ async fn lock_subjects<C: deadpool_postgres::GenericClient>(
     ids: &[&str],
 ) -> Result<HashMap<SubjectId, SubjectState>, StoreError> {
     let statement = client.prepare_cached(sql).await.map_err(postgres_error)?;
-    let rows = client.query(&statement, &[&ids]).await.map_err(postgres_error)?;
+    let rows = client
+        .query(&statement, &[&ids])
+        .await
+        .map_err(postgres_error)?;
     rows.iter()
         .map(|row| {
-            let state = if row.get::<_, bool>(1) { SubjectState::Erased } else { SubjectState::Live };
+            let state = if row.get::<_, bool>(1) {
+                SubjectState::Erased
+            } else {
+                SubjectState::Live
+            };
             Ok((plan::subject_id(row.get(0))?, state))
         })
         .collect()
@@ -650,8 +929,13 @@ async fn select_keys<C: deadpool_postgres::GenericClient>(
     ids: &[&str],
 ) -> Result<HashMap<SubjectId, StoredKey>, StoreError> {
     let statement = client.prepare_cached(sql).await.map_err(postgres_error)?;
-    let rows = client.query(&statement, &[&ids]).await.map_err(postgres_error)?;
-    rows.iter().map(|row| key_from_row(row).map(|key| (key.subject.clone(), key))).collect()
+    let rows = client
+        .query(&statement, &[&ids])
+        .await
+        .map_err(postgres_error)?;
+    rows.iter()
+        .map(|row| key_from_row(row).map(|key| (key.subject.clone(), key)))
+        .collect()
 }
 
 async fn select_erasure<C: deadpool_postgres::GenericClient>(
@@ -660,7 +944,10 @@ async fn select_erasure<C: deadpool_postgres::GenericClient>(
     subject: &SubjectId,
 ) -> Result<Option<ErasureRecord>, StoreError> {
     let statement = client.prepare_cached(sql).await.map_err(postgres_error)?;
-    let row = client.query_opt(&statement, &[&subject.as_str()]).await.map_err(postgres_error)?;
+    let row = client
+        .query_opt(&statement, &[&subject.as_str()])
+        .await
+        .map_err(postgres_error)?;
     row.map(|row| {
         Ok(ErasureRecord {
             subject: plan::subject_id(row.get(0))?,
@@ -684,7 +971,11 @@ fn key_from_row(row: &tokio_postgres::Row) -> Result<StoredKey, StoreError> {
 
 fn quoted(schema: &str) -> String {
     // INVARIANT: schema names come from `schema_for`, made of a-z, 0-9 and '_' only.
-    debug_assert!(schema.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'));
+    debug_assert!(
+        schema
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+    );
     format!("\"{schema}\"")
 }
 
@@ -695,14 +986,18 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+pub(crate) fn postgres_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Postgres(postgres_detail(error))
+}
+
 /// tokio-postgres shows only "db error" for server errors; the server's message and code are
 /// what an operator needs.
-pub(crate) fn postgres_error(error: tokio_postgres::Error) -> StoreError {
+pub(crate) fn postgres_detail(error: tokio_postgres::Error) -> String {
     if let Some(database) = error.as_db_error() {
-        return StoreError::Postgres(format!("{} ({})", database.message(), database.code().code()));
+        return format!("{} ({})", database.message(), database.code().code());
     }
     match std::error::Error::source(&error) {
-        Some(source) => StoreError::Postgres(format!("{error}: {source}")),
-        None => StoreError::Postgres(error.to_string()),
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
     }
 }

@@ -48,8 +48,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::plan::{self, BatchPlan, SubjectRow, SubjectState};
 use crate::{
-    ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats, StoredKey,
-    SubjectRecord, WriteBatch, WriteOutcome,
+    ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
+    StoredKey, SubjectRecord, WriteBatch, WriteOutcome,
 };
 
 /// How long a connection waits for another process's lock before giving up.
@@ -105,7 +105,8 @@ const INSERT_SUBJECT: &str = "INSERT INTO subjects (id, labels, staff_id, create
      VALUES (?1, ?2, ?3, ?4, ?5)";
 const UPDATE_SUBJECT: &str = "UPDATE subjects SET labels = ?2, staff_id = ?3, \
      updated_at_ms = max(updated_at_ms, ?4) WHERE id = ?1";
-const SELECT_KEY: &str = "SELECT subject_id, shred_group, kek_version, wrapped FROM data_keys WHERE subject_id = ?1";
+const SELECT_KEY: &str =
+    "SELECT subject_id, shred_group, kek_version, wrapped FROM data_keys WHERE subject_id = ?1";
 const INSERT_KEY: &str = "INSERT INTO data_keys (subject_id, shred_group, kek_version, wrapped) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (subject_id) DO NOTHING";
 const INSERT_VALUE: &str = "INSERT INTO field_values \
@@ -164,14 +165,19 @@ impl SqliteStore {
     /// Opens (creating if missing) `<dir>/<region>.db` and brings its schema up to date.
     /// Blocks on file IO: call it at startup or from a blocking task.
     pub fn open(dir: &Path, region: RegionId) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|error| StoreError::Io(format!("create {}: {error}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|error| StoreError::Io(format!("create {}: {error}", dir.display())))?;
         let path = Self::path_for(dir, &region);
         let mut writer = Connection::open(&path).map_err(sqlite_error)?;
         configure_writer(&writer)?;
         migrate(&mut writer)?;
         Ok(SqliteStore {
             region,
-            shared: Arc::new(Shared { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+            shared: Arc::new(Shared {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -187,8 +193,11 @@ impl SqliteStore {
     /// The settings of the writer connection, for health checks and tests.
     pub async fn pragmas(&self) -> Result<SqlitePragmas, StoreError> {
         self.with_writer(|connection| {
-            let text = |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, String>(0));
-            let number = |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, i64>(0));
+            let text = |name: &str| {
+                connection.pragma_query_value(None, name, |row| row.get::<_, String>(0))
+            };
+            let number =
+                |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, i64>(0));
             Ok(SqlitePragmas {
                 journal_mode: text("journal_mode").map_err(sqlite_error)?,
                 synchronous: number("synchronous").map_err(sqlite_error)?,
@@ -202,7 +211,7 @@ impl SqliteStore {
 
     /// The schema version recorded in the database.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        self.with_reader(|connection| recorded_version(connection)).await
+        self.with_reader(recorded_version).await
     }
 
     async fn with_writer<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -255,20 +264,31 @@ impl RegionStore for SqliteStore {
         plan::check_rows(keys.len())?;
         let keys = keys.to_vec();
         self.with_writer(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
             for key in plan::first_key_per_subject(&keys) {
                 if subject_state(&transaction, &key.subject)? == Some(SubjectState::Erased) {
                     return Err(StoreError::Erased(key.subject.clone()));
                 }
-                let mut insert = transaction.prepare_cached(INSERT_KEY).map_err(sqlite_error)?;
+                let mut insert = transaction
+                    .prepare_cached(INSERT_KEY)
+                    .map_err(sqlite_error)?;
                 insert
-                    .execute(params![key.subject.as_str(), key.group, key.version, key.wrapped])
+                    .execute(params![
+                        key.subject.as_str(),
+                        key.group,
+                        key.version,
+                        key.wrapped
+                    ])
                     .map_err(sqlite_error)?;
             }
             let mut stored = Vec::with_capacity(keys.len());
             for key in &keys {
                 let found = select_key(&transaction, &key.subject)?;
-                stored.push(found.ok_or_else(|| StoreError::Corrupt(format!("key of {} vanished", key.subject)))?);
+                stored.push(found.ok_or_else(|| {
+                    StoreError::Corrupt(format!("key of {} vanished", key.subject))
+                })?);
             }
             transaction.commit().map_err(sqlite_error)?;
             Ok(stored)
@@ -293,13 +313,16 @@ impl RegionStore for SqliteStore {
         // Checked before the batch is copied to the blocking pool.
         BatchPlan::new(batch)?;
         let batch = batch.clone();
-        self.with_writer(move |connection| write_batch(connection, &batch)).await
+        self.with_writer(move |connection| write_batch(connection, &batch))
+            .await
     }
 
     async fn subject(&self, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError> {
         let id = id.clone();
         self.with_reader(move |connection| {
-            let mut select = connection.prepare_cached(SELECT_SUBJECT).map_err(sqlite_error)?;
+            let mut select = connection
+                .prepare_cached(SELECT_SUBJECT)
+                .map_err(sqlite_error)?;
             let row = select
                 .query_row([id.as_str()], |row| {
                     Ok(SubjectRow {
@@ -318,21 +341,38 @@ impl RegionStore for SqliteStore {
         .await
     }
 
-    async fn values(&self, subject: &SubjectId, fields: &[FieldKind]) -> Result<Vec<SealedValue>, StoreError> {
+    async fn values(
+        &self,
+        subject: &SubjectId,
+        fields: &[FieldKind],
+    ) -> Result<Vec<SealedValue>, StoreError> {
         let subject = subject.clone();
-        let fields: Vec<FieldKind> = fields.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let fields: Vec<FieldKind> = fields
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         self.with_reader(move |connection| {
             let mut values = Vec::new();
             if fields.is_empty() {
-                let mut select = connection.prepare_cached(SELECT_VALUES).map_err(sqlite_error)?;
-                let rows = select.query_map([subject.as_str()], value_columns).map_err(sqlite_error)?;
+                let mut select = connection
+                    .prepare_cached(SELECT_VALUES)
+                    .map_err(sqlite_error)?;
+                let rows = select
+                    .query_map([subject.as_str()], value_columns)
+                    .map_err(sqlite_error)?;
                 for row in rows {
                     values.push(value_from_columns(&subject, row.map_err(sqlite_error)?)?);
                 }
             } else {
-                let mut select = connection.prepare_cached(SELECT_VALUES_OF_FIELD).map_err(sqlite_error)?;
+                let mut select = connection
+                    .prepare_cached(SELECT_VALUES_OF_FIELD)
+                    .map_err(sqlite_error)?;
                 for field in fields {
-                    let rows = select.query_map([subject.as_str(), field.as_str()], value_columns).map_err(sqlite_error)?;
+                    let rows = select
+                        .query_map([subject.as_str(), field.as_str()], value_columns)
+                        .map_err(sqlite_error)?;
                     for row in rows {
                         values.push(value_from_columns(&subject, row.map_err(sqlite_error)?)?);
                     }
@@ -344,7 +384,13 @@ impl RegionStore for SqliteStore {
         .await
     }
 
-    async fn erase(&self, subject: &SubjectId, at_ms: i64, requested_by: &str, reason: &str) -> Result<ErasureRecord, StoreError> {
+    async fn erase(
+        &self,
+        subject: &SubjectId,
+        at_ms: i64,
+        requested_by: &str,
+        reason: &str,
+    ) -> Result<ErasureRecord, StoreError> {
         let subject = subject.clone();
         let requested_by = requested_by.to_owned();
         let reason = reason.to_owned();
@@ -387,11 +433,11 @@ impl RegionStore for SqliteStore {
             transaction.commit().map_err(sqlite_error)?;
             // Moves the zeroed pages into the main file and empties the WAL, where the old
             // page images would otherwise linger until the next automatic checkpoint. The
-            // erasure is already durable; a checkpoint kept from completing by a long reader
-            // only delays this clean-up to the next checkpoint.
-            connection
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(sqlite_error)?;
+            // erasure is already durable, so a checkpoint that fails (or is kept from
+            // completing by a long reader) only delays this clean-up to a later checkpoint.
+            if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::warn!(%error, "checkpoint after erasure failed");
+            }
             Ok(record)
         })
         .await
@@ -399,14 +445,24 @@ impl RegionStore for SqliteStore {
 
     async fn erasure(&self, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError> {
         let subject = subject.clone();
-        self.with_reader(move |connection| select_erasure(connection, &subject)).await
+        self.with_reader(move |connection| select_erasure(connection, &subject))
+            .await
     }
 
-    async fn keys_wrapped_before(&self, group: u16, version: u32) -> Result<Vec<StoredKey>, StoreError> {
+    async fn keys_wrapped_before(
+        &self,
+        group: u16,
+        version: u32,
+    ) -> Result<Vec<StoredKey>, StoreError> {
         self.with_reader(move |connection| {
-            let mut select = connection.prepare_cached(SELECT_KEYS_BEFORE).map_err(sqlite_error)?;
-            let rows = select.query_map(params![group, version], key_columns).map_err(sqlite_error)?;
-            rows.map(|row| key_from_columns(row.map_err(sqlite_error)?)).collect()
+            let mut select = connection
+                .prepare_cached(SELECT_KEYS_BEFORE)
+                .map_err(sqlite_error)?;
+            let rows = select
+                .query_map(params![group, version], key_columns)
+                .map_err(sqlite_error)?;
+            rows.map(|row| key_from_columns(row.map_err(sqlite_error)?))
+                .collect()
         })
         .await
     }
@@ -415,14 +471,24 @@ impl RegionStore for SqliteStore {
         plan::check_rows(rewraps.len())?;
         let rewraps = rewraps.to_vec();
         self.with_writer(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
             let mut changed = 0;
             {
-                let mut update = transaction.prepare_cached(REWRAP_KEY).map_err(sqlite_error)?;
+                let mut update = transaction
+                    .prepare_cached(REWRAP_KEY)
+                    .map_err(sqlite_error)?;
                 for rewrap in &rewraps {
                     let key = &rewrap.key;
                     changed += update
-                        .execute(params![key.subject.as_str(), key.group, key.version, key.wrapped, rewrap.previous_version])
+                        .execute(params![
+                            key.subject.as_str(),
+                            key.group,
+                            key.version,
+                            key.wrapped,
+                            rewrap.previous_version
+                        ])
                         .map_err(sqlite_error)? as u64;
                 }
             }
@@ -435,7 +501,13 @@ impl RegionStore for SqliteStore {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.with_reader(|connection| {
             let (subjects, erased, values) = connection
-                .query_row(SELECT_STATS, [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+                .query_row(SELECT_STATS, [], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })
                 .map_err(sqlite_error)?;
             Ok(StoreStats {
                 subjects: plan::count(subjects)?,
@@ -447,9 +519,14 @@ impl RegionStore for SqliteStore {
     }
 }
 
-fn write_batch(connection: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
+fn write_batch(
+    connection: &mut Connection,
+    batch: &WriteBatch,
+) -> Result<WriteOutcome, StoreError> {
     let plan = BatchPlan::new(batch)?;
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)?;
 
     let mut states = HashMap::new();
     for id in plan.touched_subjects() {
@@ -459,7 +536,9 @@ fn write_batch(connection: &mut Connection, batch: &WriteBatch) -> Result<WriteO
     }
     let mut keyed = HashSet::new();
     {
-        let mut select = transaction.prepare_cached("SELECT 1 FROM data_keys WHERE subject_id = ?1").map_err(sqlite_error)?;
+        let mut select = transaction
+            .prepare_cached("SELECT 1 FROM data_keys WHERE subject_id = ?1")
+            .map_err(sqlite_error)?;
         for owner in &plan.value_owners {
             if select.exists([owner.as_str()]).map_err(sqlite_error)? {
                 keyed.insert((*owner).clone());
@@ -470,18 +549,33 @@ fn write_batch(connection: &mut Connection, batch: &WriteBatch) -> Result<WriteO
 
     let mut subjects_created = 0;
     {
-        let mut insert = transaction.prepare_cached(INSERT_SUBJECT).map_err(sqlite_error)?;
-        let mut update = transaction.prepare_cached(UPDATE_SUBJECT).map_err(sqlite_error)?;
+        let mut insert = transaction
+            .prepare_cached(INSERT_SUBJECT)
+            .map_err(sqlite_error)?;
+        let mut update = transaction
+            .prepare_cached(UPDATE_SUBJECT)
+            .map_err(sqlite_error)?;
         for planned in &plan.subjects {
             let labels = plan::labels_to_json(planned.labels);
             let staff = planned.staff.map(|staff| staff.as_str());
             if states.contains_key(planned.id) {
                 update
-                    .execute(params![planned.id.as_str(), labels, staff, planned.last_at_ms])
+                    .execute(params![
+                        planned.id.as_str(),
+                        labels,
+                        staff,
+                        planned.last_at_ms
+                    ])
                     .map_err(sqlite_error)?;
             } else {
                 insert
-                    .execute(params![planned.id.as_str(), labels, staff, planned.first_at_ms, planned.last_at_ms])
+                    .execute(params![
+                        planned.id.as_str(),
+                        labels,
+                        staff,
+                        planned.first_at_ms,
+                        planned.last_at_ms
+                    ])
                     .map_err(sqlite_error)?;
                 subjects_created += 1;
             }
@@ -490,19 +584,40 @@ fn write_batch(connection: &mut Connection, batch: &WriteBatch) -> Result<WriteO
 
     let mut values_added = 0;
     {
-        let mut insert = transaction.prepare_cached(INSERT_VALUE).map_err(sqlite_error)?;
-        let mut merge = transaction.prepare_cached(MERGE_VALUE).map_err(sqlite_error)?;
+        let mut insert = transaction
+            .prepare_cached(INSERT_VALUE)
+            .map_err(sqlite_error)?;
+        let mut merge = transaction
+            .prepare_cached(MERGE_VALUE)
+            .map_err(sqlite_error)?;
         for planned in &plan.values {
             let value = planned.value;
-            let (subject, field, value_id) = (value.subject.as_str(), value.field.as_str(), &value.value_id[..]);
+            let (subject, field, value_id) = (
+                value.subject.as_str(),
+                value.field.as_str(),
+                &value.value_id[..],
+            );
             let inserted = insert
-                .execute(params![subject, field, value_id, value.sealed, planned.first_seen_ms, planned.last_seen_ms])
+                .execute(params![
+                    subject,
+                    field,
+                    value_id,
+                    value.sealed,
+                    planned.first_seen_ms,
+                    planned.last_seen_ms
+                ])
                 .map_err(sqlite_error)?;
             if inserted == 1 {
                 values_added += 1;
             } else {
                 merge
-                    .execute(params![subject, field, value_id, planned.first_seen_ms, planned.last_seen_ms])
+                    .execute(params![
+                        subject,
+                        field,
+                        value_id,
+                        planned.first_seen_ms,
+                        planned.last_seen_ms
+                    ])
                     .map_err(sqlite_error)?;
             }
         }
@@ -512,24 +627,39 @@ fn write_batch(connection: &mut Connection, batch: &WriteBatch) -> Result<WriteO
 }
 
 fn configure_writer(connection: &Connection) -> Result<(), StoreError> {
-    connection.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)).map_err(sqlite_error)?;
+    connection
+        .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
+        .map_err(sqlite_error)?;
     connection.set_prepared_statement_cache_capacity(STATEMENTS_CACHED_MAX);
     let journal_mode: String = connection
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(sqlite_error)?;
     if !journal_mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Sqlite(format!("journal mode is {journal_mode}, expected wal")));
+        return Err(StoreError::Sqlite(format!(
+            "journal mode is {journal_mode}, expected wal"
+        )));
     }
-    for (name, value) in [("synchronous", "FULL"), ("secure_delete", "ON"), ("foreign_keys", "ON")] {
-        connection.pragma_update(None, name, value).map_err(sqlite_error)?;
+    for (name, value) in [
+        ("synchronous", "FULL"),
+        ("secure_delete", "ON"),
+        ("foreign_keys", "ON"),
+    ] {
+        connection
+            .pragma_update(None, name, value)
+            .map_err(sqlite_error)?;
     }
     Ok(())
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_error)?;
+    connection
+        .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
         .map_err(sqlite_error)?;
-    connection.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)).map_err(sqlite_error)?;
     connection.set_prepared_statement_cache_capacity(STATEMENTS_CACHED_MAX);
     Ok(connection)
 }
@@ -543,12 +673,17 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         .map_err(sqlite_error)?;
     for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error)?;
         // Read inside the write transaction: a second process opening the same file at the
         // same time waits here and then sees the migration as done.
         let found = recorded_version(&transaction)?;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         if found >= version {
             continue;
@@ -564,34 +699,74 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     }
     let found = recorded_version(connection)?;
     if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
     }
     Ok(())
 }
 
 fn recorded_version(connection: &Connection) -> Result<i64, StoreError> {
     connection
-        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )
         .map_err(sqlite_error)
 }
 
-fn subject_state(connection: &Connection, id: &SubjectId) -> Result<Option<SubjectState>, StoreError> {
-    let mut select = connection.prepare_cached(SELECT_SUBJECT_STATE).map_err(sqlite_error)?;
-    let erased_at: Option<Option<i64>> = select.query_row([id.as_str()], |row| row.get(0)).optional().map_err(sqlite_error)?;
-    Ok(erased_at.map(|erased_at| if erased_at.is_some() { SubjectState::Erased } else { SubjectState::Live }))
+fn subject_state(
+    connection: &Connection,
+    id: &SubjectId,
+) -> Result<Option<SubjectState>, StoreError> {
+    let mut select = connection
+        .prepare_cached(SELECT_SUBJECT_STATE)
+        .map_err(sqlite_error)?;
+    let erased_at: Option<Option<i64>> = select
+        .query_row([id.as_str()], |row| row.get(0))
+        .optional()
+        .map_err(sqlite_error)?;
+    Ok(erased_at.map(|erased_at| {
+        if erased_at.is_some() {
+            SubjectState::Erased
+        } else {
+            SubjectState::Live
+        }
+    }))
 }
 
-fn select_key(connection: &Connection, subject: &SubjectId) -> Result<Option<StoredKey>, StoreError> {
-    let mut select = connection.prepare_cached(SELECT_KEY).map_err(sqlite_error)?;
-    let columns = select.query_row([subject.as_str()], key_columns).optional().map_err(sqlite_error)?;
+fn select_key(
+    connection: &Connection,
+    subject: &SubjectId,
+) -> Result<Option<StoredKey>, StoreError> {
+    let mut select = connection
+        .prepare_cached(SELECT_KEY)
+        .map_err(sqlite_error)?;
+    let columns = select
+        .query_row([subject.as_str()], key_columns)
+        .optional()
+        .map_err(sqlite_error)?;
     columns.map(key_from_columns).transpose()
 }
 
-fn select_erasure(connection: &Connection, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError> {
-    let mut select = connection.prepare_cached(SELECT_ERASURE).map_err(sqlite_error)?;
+fn select_erasure(
+    connection: &Connection,
+    subject: &SubjectId,
+) -> Result<Option<ErasureRecord>, StoreError> {
+    let mut select = connection
+        .prepare_cached(SELECT_ERASURE)
+        .map_err(sqlite_error)?;
     let columns = select
         .query_row([subject.as_str()], |row| {
-            Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get::<_, i64>(4)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get::<_, i64>(4)?,
+            ))
         })
         .optional()
         .map_err(sqlite_error)?;
@@ -614,7 +789,9 @@ fn key_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyColumns> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
-fn key_from_columns((subject, group, version, wrapped): KeyColumns) -> Result<StoredKey, StoreError> {
+fn key_from_columns(
+    (subject, group, version, wrapped): KeyColumns,
+) -> Result<StoredKey, StoreError> {
     Ok(StoredKey {
         subject: plan::subject_id(&subject)?,
         group: plan::shred_group(group)?,
@@ -626,7 +803,13 @@ fn key_from_columns((subject, group, version, wrapped): KeyColumns) -> Result<St
 type ValueColumns = (String, Vec<u8>, Vec<u8>, i64, i64);
 
 fn value_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<ValueColumns> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
 fn value_from_columns(
@@ -652,7 +835,9 @@ where
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        Err(error) => Err(StoreError::Io(format!("blocking task did not finish: {error}"))),
+        Err(error) => Err(StoreError::Io(format!(
+            "blocking task did not finish: {error}"
+        ))),
     }
 }
 
@@ -660,7 +845,9 @@ where
 /// rolled back its open transaction when the `Transaction` was dropped, so the connection is
 /// still sound.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn now_ms() -> i64 {

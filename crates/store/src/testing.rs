@@ -23,33 +23,38 @@ pub const PROBE_TIMEOUT_MS: u64 = 5_000;
 /// `SKIP postgres tests: <url> unreachable: <error>` and returns `None`, or panics when
 /// [`REQUIRE_POSTGRES_VARIABLE`] is `1`.
 pub async fn postgres_url_or_skip() -> Option<String> {
-    let url = std::env::var(DATABASE_URL_VARIABLE).unwrap_or_else(|_| DATABASE_URL_DEFAULT.to_owned());
+    let url =
+        std::env::var(DATABASE_URL_VARIABLE).unwrap_or_else(|_| DATABASE_URL_DEFAULT.to_owned());
     match probe(&url).await {
         Ok(()) => Some(url),
         Err(error) => {
-            let line = format!("SKIP postgres tests: {url} unreachable: {error}");
             if std::env::var(REQUIRE_POSTGRES_VARIABLE).is_ok_and(|value| value == "1") {
-                panic!("{line} ({REQUIRE_POSTGRES_VARIABLE}=1)");
+                panic!(
+                    "postgres tests are required ({REQUIRE_POSTGRES_VARIABLE}=1) but {url} is unreachable: {error}"
+                );
             }
-            eprintln!("{line}");
+            eprintln!("SKIP postgres tests: {url} unreachable: {error}");
             None
         }
     }
 }
 
 async fn probe(url: &str) -> Result<(), String> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|error| format!("invalid url: {error}"))?;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error| format!("invalid url: {error}"))?;
     config.connect_timeout(Duration::from_millis(PROBE_TIMEOUT_MS));
     let connecting = config.connect(tokio_postgres::NoTls);
-    let (client, connection) = tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), connecting)
-        .await
-        .map_err(|_| format!("no answer within {PROBE_TIMEOUT_MS} ms"))?
-        .map_err(|error| crate::postgres::postgres_error(error).to_string())?;
+    let (client, connection) =
+        tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), connecting)
+            .await
+            .map_err(|_| format!("no answer within {PROBE_TIMEOUT_MS} ms"))?
+            .map_err(crate::postgres::postgres_detail)?;
     let driver = tokio::spawn(connection);
     let answer = client.simple_query("SELECT 1").await.map(|_| ());
     drop(client);
     let _ = driver.await;
-    answer.map_err(|error| crate::postgres::postgres_error(error).to_string())
+    answer.map_err(crate::postgres::postgres_detail)
 }
 
 /// A region name no other test (in this or another process) uses: `t<pid>-<time>-<n>`.
@@ -58,7 +63,10 @@ pub fn unique_region() -> RegionId {
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     // The time part keeps names apart across runs that reuse a process id, should a run have
     // been killed before its guard dropped its schema.
-    let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_micros() % 1_000_000_000).unwrap_or(0);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() % 1_000_000_000)
+        .unwrap_or(0);
     let name = format!("t{}-{micros}-{count}", std::process::id());
     RegionId::new(&name).expect("the test region name is valid")
 }
@@ -69,7 +77,9 @@ pub async fn postgres_test_store(url: &str) -> (PostgresStore, SchemaGuard) {
     let region = unique_region();
     // Made before connecting, so that a schema left half-migrated is dropped as well.
     let guard = SchemaGuard::new(url, &region);
-    let store = PostgresStore::connect(url, region).await.expect("connect to the test database");
+    let store = PostgresStore::connect(url, region)
+        .await
+        .expect("connect to the test database");
     (store, guard)
 }
 
@@ -84,7 +94,10 @@ pub struct SchemaGuard {
 
 impl SchemaGuard {
     pub fn new(url: &str, region: &RegionId) -> SchemaGuard {
-        SchemaGuard { url: url.to_owned(), schema: PostgresStore::schema_for(region) }
+        SchemaGuard {
+            url: url.to_owned(),
+            schema: PostgresStore::schema_for(region),
+        }
     }
 
     pub fn schema(&self) -> &str {
@@ -97,15 +110,19 @@ impl Drop for SchemaGuard {
         let url = self.url.clone();
         let schema = self.schema.clone();
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| error.to_string())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
             runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|error| error.to_string())?;
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(crate::postgres::postgres_detail)?;
                 let driver = tokio::spawn(connection);
                 let result = client
                     .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                     .await
-                    .map_err(|error| crate::postgres::postgres_error(error).to_string());
+                    .map_err(crate::postgres::postgres_detail);
                 drop(client);
                 let _ = driver.await;
                 result
@@ -116,7 +133,10 @@ impl Drop for SchemaGuard {
         match dropped {
             Ok(Ok(())) => {}
             Ok(Err(error)) => eprintln!("could not drop test schema {}: {error}", self.schema),
-            Err(_) => eprintln!("could not drop test schema {}: the dropping thread panicked", self.schema),
+            Err(_) => eprintln!(
+                "could not drop test schema {}: the dropping thread panicked",
+                self.schema
+            ),
         }
     }
 }

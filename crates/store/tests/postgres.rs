@@ -5,7 +5,9 @@
 
 use model::{RegionId, SubjectId};
 use store::testing::{self, SchemaGuard};
-use store::{PostgresStore, RegionStore, SCHEMA_VERSION, StoreError, SubjectUpsert, WriteBatch, conformance};
+use store::{
+    PostgresStore, RegionStore, SCHEMA_VERSION, StoreError, SubjectUpsert, WriteBatch, conformance,
+};
 
 fn subject(name: &str) -> SubjectId {
     SubjectId::new(name).unwrap()
@@ -13,16 +15,26 @@ fn subject(name: &str) -> SubjectId {
 
 fn upsert(name: &str) -> WriteBatch {
     WriteBatch {
-        subjects: vec![SubjectUpsert { id: subject(name), labels: Default::default(), staff: None, at_ms: 1 }],
+        subjects: vec![SubjectUpsert {
+            id: subject(name),
+            labels: Default::default(),
+            staff: None,
+            at_ms: 1,
+        }],
         values: Vec::new(),
     }
 }
 
 async fn schema_exists(url: &str, schema: &str) -> bool {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     let driver = tokio::spawn(connection);
     let row = client
-        .query_one("SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", &[&schema])
+        .query_one(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+            &[&schema],
+        )
         .await
         .unwrap();
     drop(client);
@@ -32,7 +44,9 @@ async fn schema_exists(url: &str, schema: &str) -> bool {
 
 #[tokio::test]
 async fn conformance_suite_passes_twice_on_one_schema() {
-    let Some(url) = testing::postgres_url_or_skip().await else { return };
+    let Some(url) = testing::postgres_url_or_skip().await else {
+        return;
+    };
     let (store, _guard) = testing::postgres_test_store(&url).await;
     conformance::run_all(&store).await;
     conformance::run_all(&store).await;
@@ -40,14 +54,18 @@ async fn conformance_suite_passes_twice_on_one_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_a_multi_thread_runtime() {
-    let Some(url) = testing::postgres_url_or_skip().await else { return };
+    let Some(url) = testing::postgres_url_or_skip().await else {
+        return;
+    };
     let (store, _guard) = testing::postgres_test_store(&url).await;
     conformance::run_all(&store).await;
 }
 
 #[tokio::test]
 async fn regions_are_separate_schemas() {
-    let Some(url) = testing::postgres_url_or_skip().await else { return };
+    let Some(url) = testing::postgres_url_or_skip().await else {
+        return;
+    };
     let (first, first_guard) = testing::postgres_test_store(&url).await;
     let (second, second_guard) = testing::postgres_test_store(&url).await;
     assert_ne!(first.schema(), second.schema());
@@ -57,13 +75,34 @@ async fn regions_are_separate_schemas() {
 
     first.write(&upsert("only-in-first")).await.unwrap();
     second.write(&upsert("only-in-second")).await.unwrap();
-    assert!(first.subject(&subject("only-in-second")).await.unwrap().is_none());
-    assert!(second.subject(&subject("only-in-first")).await.unwrap().is_none());
-    assert!(first.subject(&subject("only-in-first")).await.unwrap().is_some());
+    assert!(
+        first
+            .subject(&subject("only-in-second"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        second
+            .subject(&subject("only-in-first"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        first
+            .subject(&subject("only-in-first"))
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(first.stats().await.unwrap().subjects, 1);
     assert_eq!(second.stats().await.unwrap().subjects, 1);
     drop(second_guard);
-    assert!(!schema_exists(&url, second.schema()).await, "the guard drops the schema");
+    assert!(
+        !schema_exists(&url, second.schema()).await,
+        "the guard drops the schema"
+    );
     assert!(schema_exists(&url, first.schema()).await);
 }
 
@@ -75,7 +114,9 @@ async fn schema_name_replaces_dashes() {
 
 #[tokio::test]
 async fn reconnecting_keeps_the_data_and_drop_schema_removes_it() {
-    let Some(url) = testing::postgres_url_or_skip().await else { return };
+    let Some(url) = testing::postgres_url_or_skip().await else {
+        return;
+    };
     let region = testing::unique_region();
     let _guard = SchemaGuard::new(&url, &region);
     let store = PostgresStore::connect(&url, region.clone()).await.unwrap();
@@ -90,15 +131,22 @@ async fn reconnecting_keeps_the_data_and_drop_schema_removes_it() {
 
 #[tokio::test]
 async fn a_newer_schema_is_refused() {
-    let Some(url) = testing::postgres_url_or_skip().await else { return };
+    let Some(url) = testing::postgres_url_or_skip().await else {
+        return;
+    };
     let region = testing::unique_region();
     let _guard = SchemaGuard::new(&url, &region);
     let store = PostgresStore::connect(&url, region.clone()).await.unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     let driver = tokio::spawn(connection);
     client
         .execute(
-            &format!("INSERT INTO \"{}\".schema_migrations (version, applied_at_ms) VALUES ($1, 0)", store.schema()),
+            &format!(
+                "INSERT INTO \"{}\".schema_migrations (version, applied_at_ms) VALUES ($1, 0)",
+                store.schema()
+            ),
             &[&(SCHEMA_VERSION + 1)],
         )
         .await
@@ -117,6 +165,25 @@ async fn a_newer_schema_is_refused() {
 async fn an_unreachable_server_is_an_error() {
     let region = RegionId::new("nowhere").unwrap();
     // Port 1 on loopback: refused at once, no server there.
-    let error = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", region).await.unwrap_err();
+    let error = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", region)
+        .await
+        .unwrap_err();
     assert!(matches!(error, StoreError::Postgres(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_guard_drops_the_schema_when_a_test_panics() {
+    let Some(url) = testing::postgres_url_or_skip().await else { return };
+    let region = testing::unique_region();
+    let schema = PostgresStore::schema_for(&region);
+    let task_url = url.clone();
+    let failed = tokio::spawn(async move {
+        let _guard = SchemaGuard::new(&task_url, &region);
+        let store = PostgresStore::connect(&task_url, region).await.unwrap();
+        store.write(&upsert("before-the-panic")).await.unwrap();
+        panic!("a failing test");
+    })
+    .await;
+    assert!(failed.unwrap_err().is_panic());
+    assert!(!schema_exists(&url, &schema).await, "{schema} left behind");
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 use model::{FieldKind, RegionId, SubjectId};
 use store::conformance;
 use store::{
-    RegionStore, SCHEMA_VERSION, SealedValue, SqlitePragmas, SqliteStore, StoreError, StoredKey, SubjectUpsert, WriteBatch,
+    RegionStore, SCHEMA_VERSION, SealedValue, SqlitePragmas, SqliteStore, StoreError, StoredKey,
+    SubjectUpsert, WriteBatch,
 };
 
 fn region(name: &str) -> RegionId {
@@ -21,10 +22,20 @@ fn subject(name: &str) -> SubjectId {
 /// One subject with a key and one value whose sealed bytes are `sealed`.
 async fn write_one(store: &SqliteStore, name: &str, sealed: &[u8]) {
     let id = subject(name);
-    let key = StoredKey { subject: id.clone(), group: 1, version: 1, wrapped: vec![7; 40] };
+    let key = StoredKey {
+        subject: id.clone(),
+        group: 1,
+        version: 1,
+        wrapped: vec![7; 40],
+    };
     store.ensure_data_keys(&[key]).await.unwrap();
     let batch = WriteBatch {
-        subjects: vec![SubjectUpsert { id: id.clone(), labels: Default::default(), staff: None, at_ms: 1 }],
+        subjects: vec![SubjectUpsert {
+            id: id.clone(),
+            labels: Default::default(),
+            staff: None,
+            at_ms: 1,
+        }],
         values: vec![SealedValue {
             subject: id,
             field: FieldKind::Email,
@@ -76,7 +87,10 @@ async fn a_newer_schema_is_refused() {
     let path = SqliteStore::path_for(dir.path(), &region("eu"));
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
-        .execute("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)", [SCHEMA_VERSION + 1])
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, 0)",
+            [SCHEMA_VERSION + 1],
+        )
         .unwrap();
     drop(connection);
     match SqliteStore::open(dir.path(), region("eu")) {
@@ -128,11 +142,20 @@ async fn erased_bytes_are_gone_from_the_files() {
     write_one(&store, "kept", b"kept-value").await;
     // Push the value into the main file first, as a long-running database would have.
     drop(store);
-    assert!(files_contain(dir.path(), marker), "the marker is written before the erasure");
+    assert!(
+        files_contain(dir.path(), marker),
+        "the marker is written before the erasure"
+    );
 
     let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
-    store.erase(&subject("erased"), 2, "officer", "request").await.unwrap();
-    assert!(!files_contain(dir.path(), marker), "secure_delete and the checkpoint overwrite the value");
+    store
+        .erase(&subject("erased"), 2, "officer", "request")
+        .await
+        .unwrap();
+    assert!(
+        !files_contain(dir.path(), marker),
+        "secure_delete and the checkpoint overwrite the value"
+    );
     drop(store);
     assert!(!files_contain(dir.path(), marker));
 }
