@@ -234,13 +234,15 @@ fn csv_records(reader: impl Read + 'static) -> anyhow::Result<Box<dyn Iterator<I
     for required in ["id", "region"] {
         anyhow::ensure!(headers.iter().any(|header| header == required), "the CSV header has no `{required}` column");
     }
-    let mut number = 1u64;
     Ok(Box::new(csv.into_records().map(move |record| {
-        number += 1;
         let record = match record {
             Ok(record) => record,
-            Err(error) => return (number, Err(vec![format!("invalid CSV: {error}")])),
+            Err(error) => {
+                let line = error.position().map_or(0, csv::Position::line);
+                return (line, Err(vec![format!("invalid CSV: {error}")]));
+            }
         };
+        let number = record.position().map_or(0, csv::Position::line);
         let mut input =
             SubjectInput { id: String::new(), region: String::new(), labels: Vec::new(), staff: None, values: BTreeMap::new() };
         for (header, cell) in headers.iter().zip(record.iter()) {

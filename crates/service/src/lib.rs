@@ -24,4 +24,4 @@ pub use ingest::{
     INGEST_SUBJECTS_MAX, IngestOutcome, SubjectInput, VALUES_PER_SUBJECT_MAX, ValueInput, ValidatedSubject,
     validate_subject,
 };
-pub use vault::{FieldReveal, RegionSetup, RevealedValue, RotationReport, SubjectSummary, Vault, VaultOptions};
+pub use vault::{open_value, FieldReveal, RegionSetup, RevealedValue, RotationReport, SubjectSummary, Vault, VaultOptions};

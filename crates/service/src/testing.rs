@@ -85,10 +85,11 @@ pub const KNOWN_VALUES: [(&str, &str); 6] = [
 ];
 
 pub fn person(id: &str, region: &RegionId, values: &[(&str, &str)]) -> ValidatedSubject {
-    let values = values
-        .iter()
-        .map(|(field, value)| ((*field).to_owned(), vec![crate::ValueInput::Plain((*value).to_owned())]))
-        .collect();
+    let mut grouped: std::collections::BTreeMap<String, Vec<crate::ValueInput>> = std::collections::BTreeMap::new();
+    for (field, value) in values {
+        grouped.entry((*field).to_owned()).or_default().push(crate::ValueInput::Plain((*value).to_owned()));
+    }
+    let values = grouped;
     let input = SubjectInput { id: id.to_owned(), region: region.to_string(), labels: vec![], staff: None, values };
     validate_subject(&input).unwrap()
 }

@@ -445,7 +445,7 @@ fn seal_batch(
 
 /// Opens one sealed value and parses it back; any failure is an integrity error for the
 /// subject, never garbage.
-pub(crate) fn open_value(region: &RegionId, key: &DataKey, value: &SealedValue) -> Result<FieldValue, ServiceError> {
+pub fn open_value(region: &RegionId, key: &DataKey, value: &SealedValue) -> Result<FieldValue, ServiceError> {
     let integrity = |detail: String| ServiceError::Integrity { subject: value.subject.clone(), detail };
     let aad = ValueAad { region, subject: &value.subject, field: value.field, value_id: &value.value_id };
     let plain = seal::open(key, &aad, &value.sealed)
