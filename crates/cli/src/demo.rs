@@ -82,10 +82,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("done (--no-serve). Serve this deployment with: custos serve --data {}", args.data.display());
         return Ok(ExitCode::SUCCESS);
     }
+    // One process per deployment: the walkthrough's vault lets go before the server opens it.
+    drop(vault);
     let (ready_sender, ready) = tokio::sync::oneshot::channel();
     let data = args.data.clone();
     let server = tokio::spawn(async move { crate::serve(&data, args.listen, Some(ready_sender)).await });
-    drop(vault);
     let address = match ready.await {
         Ok(address) => address,
         Err(_) => return server.await?.map(|()| ExitCode::FAILURE),

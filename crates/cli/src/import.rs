@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use service::{IngestOutcome, SubjectInput, SystemClock, ValidatedSubject, ValueInput, Vault, validate_subject};
+use service::{IngestOutcome, ServiceError, SubjectInput, SystemClock, ValidatedSubject, ValueInput, Vault, validate_subject};
 
 /// Values gathered before one write; one transaction (and one fsync) per batch.
 const IMPORT_BATCH_VALUES_MAX: usize = 20_000;
@@ -130,11 +130,11 @@ pub async fn import_file(vault: &Vault, path: &Path, format: Format, progress: b
             Err(reasons) => summary.rejected.push(Rejection { line, reasons }),
         }
         if batch.is_full() {
-            flush(vault, &mut batch, &mut summary).await;
+            flush(vault, &mut batch, &mut summary).await?;
             bar.set_message(format!("{} values", summary.outcome.values_added + summary.outcome.values_merged));
         }
     }
-    flush(vault, &mut batch, &mut summary).await;
+    flush(vault, &mut batch, &mut summary).await?;
     bar.finish_and_clear();
     summary.rejected.sort_by_key(|rejection| rejection.line);
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -162,10 +162,10 @@ impl Batch {
 
 /// Writes a batch in one go; if the batch as a whole fails (a subject was erased, a region is
 /// not served), writes its lines one by one so only the offending lines are rejected.
-async fn flush(vault: &Vault, batch: &mut Batch, summary: &mut ImportSummary) {
+async fn flush(vault: &Vault, batch: &mut Batch, summary: &mut ImportSummary) -> anyhow::Result<()> {
     let Batch { lines, subjects, .. } = std::mem::take(batch);
     if subjects.is_empty() {
-        return;
+        return Ok(());
     }
     // A subject may appear on several lines; one transaction cannot upsert it twice in order,
     // so such batches go line by line too.
@@ -175,32 +175,86 @@ async fn flush(vault: &Vault, batch: &mut Batch, summary: &mut ImportSummary) {
         match vault.ingest(subjects.clone()).await {
             Ok(outcome) => {
                 summary.outcome.add(outcome);
-                return;
+                return Ok(());
             }
-            Err(error) => tracing::debug!(%error, "batch failed; retrying line by line"),
+            Err(error) if is_about_the_line(&error) => tracing::debug!(%error, "batch failed; retrying line by line"),
+            Err(error) => return Err(anyhow::Error::new(error).context("import stopped")),
         }
     }
     for (line, subject) in lines.into_iter().zip(subjects) {
         match vault.ingest(vec![subject]).await {
             Ok(outcome) => summary.outcome.add(outcome),
-            Err(error) => summary.rejected.push(Rejection { line, reasons: vec![error.to_string()] }),
+            Err(error) if is_about_the_line(&error) => summary.rejected.push(Rejection { line, reasons: vec![error.to_string()] }),
+            Err(error) => return Err(anyhow::Error::new(error).context(format!("import stopped at line {line}"))),
         }
     }
+    Ok(())
+}
+
+/// Errors caused by the line itself; anything else (storage, keys) stops the import instead
+/// of rejecting every following line.
+fn is_about_the_line(error: &ServiceError) -> bool {
+    matches!(error, ServiceError::Invalid(_) | ServiceError::RegionNotServed(_) | ServiceError::SubjectErased(_))
 }
 
 type Record = (u64, Result<SubjectInput, Vec<String>>);
 
-fn jsonl_records(reader: impl BufRead + 'static) -> Box<dyn Iterator<Item = Record>> {
-    let mut number = 0u64;
-    Box::new(reader.split(b'\n').filter_map(move |line| {
-        number += 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(error) => return Some((number, Err(vec![format!("read error: {error}")]))),
-        };
-        if line.len() > IMPORT_LINE_BYTES_MAX {
-            return Some((number, Err(vec![format!("line is longer than {IMPORT_LINE_BYTES_MAX} bytes")])));
+/// Reads one line of at most [`IMPORT_LINE_BYTES_MAX`] bytes (without its newline); a longer
+/// line is skipped to its end and reported as too long, so memory stays bounded.
+fn read_line_bounded(reader: &mut impl BufRead) -> std::io::Result<Option<Result<Vec<u8>, ()>>> {
+    let mut line = Vec::new();
+    let limit = IMPORT_LINE_BYTES_MAX as u64 + 1;
+    let read = reader.by_ref().take(limit).read_until(b'\n', &mut line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        return Ok(Some(Ok(line)));
+    }
+    if line.len() as u64 <= IMPORT_LINE_BYTES_MAX as u64 {
+        return Ok(Some(Ok(line)));
+    }
+    // Over the limit: discard the rest of the line in bounded chunks.
+    loop {
+        let mut rest = Vec::new();
+        let read = reader.by_ref().take(limit).read_until(b'\n', &mut rest)?;
+        if read == 0 || rest.last() == Some(&b'\n') {
+            return Ok(Some(Err(())));
         }
+    }
+}
+
+fn jsonl_records(mut reader: impl BufRead + 'static) -> Box<dyn Iterator<Item = Record>> {
+    let mut number = 0u64;
+    let mut failed = false;
+    Box::new(std::iter::from_fn(move || {
+        loop {
+            if failed {
+                return None;
+            }
+            number += 1;
+            let line = match read_line_bounded(&mut reader) {
+                Ok(None) => return None,
+                Ok(Some(line)) => line,
+                Err(error) => {
+                    // A read error does not go away by reading again: report it and stop.
+                    failed = true;
+                    return Some((number, Err(vec![format!("read error, import stopped here: {error}")])));
+                }
+            };
+            if let Some(record) = jsonl_record(number, line) {
+                return Some(record);
+            }
+        }
+    }))
+}
+
+fn jsonl_record(number: u64, line: Result<Vec<u8>, ()>) -> Option<Record> {
+    {
+        let Ok(line) = line else {
+            return Some((number, Err(vec![format!("line is longer than {IMPORT_LINE_BYTES_MAX} bytes")])));
+        };
         let text = match std::str::from_utf8(&line) {
             Ok(text) => text.trim(),
             Err(_) => return Some((number, Err(vec!["line is not UTF-8".to_owned()]))),
@@ -209,7 +263,7 @@ fn jsonl_records(reader: impl BufRead + 'static) -> Box<dyn Iterator<Item = Reco
             return None;
         }
         Some((number, parse_jsonl_subject(text)))
-    }))
+    }
 }
 
 /// A line is a subject object, optionally with `"op":"subject"` as in scenario files.

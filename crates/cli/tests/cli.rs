@@ -60,21 +60,26 @@ fn import_reports_rejected_lines_and_reruns_add_nothing() {
         "",
         r#"{"id":"u-5","region":"us","values":{"name":["Grace"],"location":["1.35,103.8"]}}"#,
     ];
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut content = lines.join("\n");
+    // Line 10: longer than the import's line limit; skipped without reading it whole.
+    content.push_str(&format!("\n{{\"id\":\"u-6\",\"region\":\"us\",\"values\":{{\"text\":[\"{}\"]}}}}\n", "x".repeat(1_100_000)));
+    content.push_str(r#"{"id":"u-7","region":"us","values":{"email":["last@example.com"]}}"#);
+    std::fs::write(&file, content).unwrap();
     let output = custos(&["import", "--data", data.to_str().unwrap(), file.to_str().unwrap(), "--rejects", dir.path().join("rejects.jsonl").to_str().unwrap()]);
     let report = text(&output);
     assert_eq!(output.status.code(), Some(3), "{report}");
-    assert!(report.contains("3 subjects created") && report.contains("5 values added") && report.contains("4 lines rejected"), "{report}");
+    assert!(report.contains("4 subjects created") && report.contains("6 values added") && report.contains("5 lines rejected"), "{report}");
     assert!(report.contains("line 2: subject \"u-2\", field ip_address, value 1"), "{report}");
     assert!(report.contains("line 5: invalid JSON"), "{report}");
     assert!(report.contains("line 6: op \"access\""), "{report}");
     assert!(report.contains("line 7: region sg is not served by this node"), "{report}");
+    assert!(report.contains("line 10: line is longer than 1048576 bytes"), "{report}");
     let rejects = std::fs::read_to_string(dir.path().join("rejects.jsonl")).unwrap();
-    assert_eq!(rejects.lines().count(), 4);
+    assert_eq!(rejects.lines().count(), 5);
 
     let again = custos(&["import", "--data", data.to_str().unwrap(), file.to_str().unwrap()]);
     let report = text(&again);
-    assert!(report.contains("0 subjects created, 3 updated; 0 values added, 5 already present"), "{report}");
+    assert!(report.contains("0 subjects created, 4 updated; 0 values added, 6 already present"), "{report}");
 }
 
 #[test]
@@ -140,6 +145,10 @@ fn serve_answers_health_and_ingest() {
         body.len()
     ));
     assert!(ingest.starts_with("HTTP/1.1 200") && ingest.contains("\"values_added\":1"), "{ingest}");
+    // One process per deployment: a second one is refused while the server runs.
+    let refused = custos(&["keys", "rotate", "--data", data.to_str().unwrap(), "--region", "us"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("in use by another custos process"), "{}", text(&refused));
     drop(child);
 
     // With the server stopped, the keys can be rotated from the CLI.

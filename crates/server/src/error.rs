@@ -85,6 +85,11 @@ impl From<ServiceError> for ApiError {
                     "stored data failed its integrity check; the operator has been alerted",
                 )
             }
+            ServiceError::Store(store::StoreError::BatchTooLarge { rows, max }) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                format!("the request holds {rows} subjects and values together; the limit is {max}"),
+            ),
             ServiceError::Store(_) => {
                 tracing::error!(%error, "storage failure");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StorageUnavailable, "storage is unavailable")

@@ -67,6 +67,14 @@ async fn ingest_subjects(State(state): State<AppState>, ApiJson(request): ApiJso
             format!("{} subjects exceed the limit of {INGEST_SUBJECTS_MAX} per request", request.subjects.len()),
         ));
     }
+    let rows: usize = request.subjects.iter().map(|subject| 1 + subject.values.values().map(Vec::len).sum::<usize>()).sum();
+    if rows > store::WRITE_BATCH_ROWS_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("the request holds {rows} subjects and values together; the limit is {}", store::WRITE_BATCH_ROWS_MAX),
+        ));
+    }
     let mut validated = Vec::with_capacity(request.subjects.len());
     let mut rejections = Vec::new();
     for subject in &request.subjects {

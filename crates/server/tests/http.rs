@@ -123,6 +123,17 @@ async fn malformed_and_oversized_requests_get_json_errors() {
 }
 
 #[tokio::test]
+async fn too_many_rows_in_one_request_is_payload_too_large() {
+    let t = sqlite_vault(None).await;
+    let app = app(&t);
+    let devices: Vec<String> = (0..1_000).map(|index| format!("d{index}")).collect();
+    let subjects: Vec<Value> =
+        (0..101).map(|index| json!({ "id": format!("u-{index}"), "region": "us", "values": { "device_id": devices } })).collect();
+    let (status, body) = post(&app, "/v1/subjects", json!({ "subjects": subjects })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")), "{body}");
+}
+
+#[tokio::test]
 async fn other_regions_are_refused() {
     let t = sqlite_vault(None).await;
     let app = app(&t);
@@ -183,4 +194,8 @@ async fn operations_endpoints() {
     assert!(metrics.contains("custos_http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/v1/subjects\""), "{metrics}");
     assert!(!metrics.contains("u-1"), "metrics must not carry subject ids");
+    let _ = send(&app, "FROB", "/healthz", None, None).await;
+    let (_, metrics) = send(&app, "GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(!metrics.contains("FROB") && metrics.contains("method=\"other\""), "unknown methods must not mint series: {metrics}");
 }

@@ -20,6 +20,8 @@ use store::{PostgresStore, RegionStore, SqliteStore};
 use crate::{Clock, RegionSetup, Vault, VaultOptions};
 
 pub const CONFIG_FILE_NAME: &str = "custos.toml";
+/// Held exclusively by the one process that has a deployment open (see [`open_deployment`]).
+const LOCK_FILE_NAME: &str = "custos.lock";
 const KEYRING_FILE_NAME: &str = "keyring.json";
 const REGIONS_DIR_NAME: &str = "regions";
 /// Prefix of service tokens, so that a leaked one is recognisable by secret scanners.
@@ -89,6 +91,8 @@ pub enum DeploymentError {
     AlreadyInitialized { path: PathBuf },
     #[error("{path} holds no deployment (no {CONFIG_FILE_NAME}); run `custos init --data {path}` first")]
     NotInitialized { path: PathBuf },
+    #[error("{path} is in use by another custos process (stop it first: one process per deployment)")]
+    InUse { path: PathBuf },
     #[error("{path}: invalid configuration: {message}")]
     Config { path: PathBuf, message: String },
     #[error("keys for region {region}: {message}")]
@@ -171,8 +175,14 @@ pub fn read_config(dir: &Path) -> Result<Config, DeploymentError> {
 }
 
 /// Opens every region of the deployment in `dir`: storage, keys, optional geo database.
+///
+/// Only one process may have a deployment open at a time: creating data keys, erasing and
+/// re-keying are serialized per region inside the process, and a second process (a `custos
+/// keys rotate` next to a running server) could otherwise destroy a key-encryption key that
+/// the first had just used. The lock is held until the process exits.
 pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Config, Vault), DeploymentError> {
     let config = read_config(dir)?;
+    let lock = lock_deployment(dir)?;
     let mut regions = Vec::with_capacity(config.regions.len());
     for region in &config.regions {
         let store: Arc<dyn RegionStore> = match &config.storage {
@@ -198,8 +208,19 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
         }
         None => None,
     };
-    let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() });
+    let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() }).holding(lock);
     Ok((config, vault))
+}
+
+fn lock_deployment(dir: &Path) -> Result<fs::File, DeploymentError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let io = |error: std::io::Error| DeploymentError::Io { path: path.clone(), message: error.to_string() };
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(DeploymentError::InUse { path: dir.to_owned() }),
+        Err(fs::TryLockError::Error(error)) => Err(io(error)),
+    }
 }
 
 fn open_keys(dir: &Path, keys: &KeysConfig, region: &RegionId) -> Result<Arc<dyn KeyProvider>, DeploymentError> {

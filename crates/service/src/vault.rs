@@ -30,9 +30,11 @@ pub struct VaultOptions {
 struct RegionVault {
     store: Arc<dyn RegionStore>,
     keys: Arc<dyn KeyProvider>,
-    /// Serializes writes that create data keys, erase or re-key within the region, so that a
-    /// key wrapped under a version being rotated away is never stored after the re-wrap scan.
-    writer: tokio::sync::Mutex<()>,
+    /// Writes that create data keys, erase or re-key take it exclusively, so that a key wrapped
+    /// under a version being rotated away is never stored after the re-wrap scan. Reveals take
+    /// it shared, so that an erase cannot interleave with a reveal and leave the erased
+    /// subject's key in the cache, and a rotation cannot destroy a version mid-reveal.
+    lock: tokio::sync::RwLock<()>,
 }
 
 pub struct Vault {
@@ -40,6 +42,8 @@ pub struct Vault {
     geo: Option<Arc<GeoDb>>,
     clock: Arc<dyn Clock>,
     cache: DataKeyCache,
+    /// The deployment lock file, held for as long as the vault lives.
+    _lock: Option<std::fs::File>,
 }
 
 /// What a caller may learn about a subject without any value: metadata and counts.
@@ -88,11 +92,17 @@ impl Vault {
             .map(|setup| {
                 assert_eq!(setup.store.region(), &setup.region, "store serves another region");
                 assert_eq!(setup.keys.region(), &setup.region, "key provider serves another region");
-                let vault = RegionVault { store: setup.store, keys: setup.keys, writer: tokio::sync::Mutex::new(()) };
+                let vault = RegionVault { store: setup.store, keys: setup.keys, lock: tokio::sync::RwLock::new(()) };
                 (setup.region, vault)
             })
             .collect();
-        Self { regions, geo: options.geo, clock: options.clock, cache: options.cache }
+        Self { regions, geo: options.geo, clock: options.clock, cache: options.cache, _lock: None }
+    }
+
+    /// Keeps `lock` (an exclusively locked file) for the vault's lifetime.
+    pub(crate) fn holding(mut self, lock: std::fs::File) -> Self {
+        self._lock = Some(lock);
+        self
     }
 
     pub fn regions(&self) -> impl Iterator<Item = &RegionId> {
@@ -135,7 +145,7 @@ impl Vault {
 
     async fn ingest_region(&self, region: &RegionId, subjects: Vec<ValidatedSubject>) -> Result<IngestOutcome, ServiceError> {
         let vault = self.region(region)?;
-        let _writer = vault.writer.lock().await;
+        let _writer = vault.lock.write().await;
         let now_ms = self.clock.now().timestamp_millis();
         let ids: Vec<SubjectId> = subjects.iter().map(|subject| subject.id.clone()).collect();
         let keys = self.data_keys(region, vault, &ids, KeyCreation::CreateMissing).await?;
@@ -200,6 +210,7 @@ impl Vault {
         fields: &[(FieldKind, View)],
     ) -> Result<Vec<FieldReveal>, ServiceError> {
         let vault = self.region(region)?;
+        let _reader = vault.lock.read().await;
         let record = vault
             .store
             .subject(id)
@@ -264,7 +275,7 @@ impl Vault {
         reason: &str,
     ) -> Result<ErasureRecord, ServiceError> {
         let vault = self.region(region)?;
-        let _writer = vault.writer.lock().await;
+        let _writer = vault.lock.write().await;
         let now_ms = self.clock.now().timestamp_millis();
         let record = vault.store.erase(id, now_ms, requested_by, reason).await.map_err(|error| match error {
             store::StoreError::UnknownSubject(subject) => ServiceError::SubjectNotFound { region: region.clone(), subject },
@@ -280,7 +291,7 @@ impl Vault {
     /// versions (sealed values are not touched) and the old versions are destroyed.
     pub async fn rotate_keys(&self, region: &RegionId) -> Result<RotationReport, ServiceError> {
         let vault = self.region(region)?;
-        let _writer = vault.writer.lock().await;
+        let _writer = vault.lock.write().await;
         let mut report = RotationReport::default();
         for group in ShredGroup::all() {
             let keys = Arc::clone(&vault.keys);
@@ -451,7 +462,9 @@ pub fn open_value(region: &RegionId, key: &DataKey, value: &SealedValue) -> Resu
     let plain = seal::open(key, &aad, &value.sealed)
         .map_err(|error| integrity(format!("{} value {}: {error}", value.field, hex_of(&value.value_id))))?;
     let text = String::from_utf8(plain).map_err(|_| integrity(format!("{} value is not UTF-8", value.field)))?;
-    FieldValue::parse(value.field, &text).map_err(|error| integrity(format!("{} value does not parse: {error}", value.field)))
+    // The parse error quotes its input, which here is a decrypted value: keep it out of the
+    // error, which is logged.
+    FieldValue::parse(value.field, &text).map_err(|_| integrity(format!("{} value {} does not parse", value.field, hex_of(&value.value_id))))
 }
 
 fn hex_of(bytes: &[u8]) -> String {
@@ -479,7 +492,10 @@ async fn rotate_group(vault: &RegionVault, group: ShredGroup) -> Result<u64, Ser
             .collect()
     })
     .await??;
-    let count = vault.store.rewrap_keys(&rewraps).await?;
+    let mut count = 0;
+    for chunk in rewraps.chunks(store::WRITE_BATCH_ROWS_MAX) {
+        count += vault.store.rewrap_keys(chunk).await?;
+    }
     // INVARIANT: a key-encryption key version is destroyed only when no stored data key is
     // wrapped under it; otherwise that subject's values would be lost with it.
     let left = vault.store.keys_wrapped_before(group.as_u16(), new_version.0).await?;
