@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
-use model::{FieldKind, FieldValue, GeoDb, Label, RegionId, StaffId, SubjectId, View, ViewContext};
+use model::{FieldKind, FieldValue, GeoDb, RegionId, StaffId, SubjectId, View, ViewContext};
 use seal::{DataKey, DataKeyCache, KeyProvider, KekVersion, ShredGroup, ValueAad, WrappedKey, shred_group_of};
 use serde::Serialize;
 use store::{ErasureRecord, RegionStore, Rewrap, SealedValue, StoredKey, SubjectUpsert, WriteBatch};
@@ -166,11 +166,7 @@ impl Vault {
     /// Metadata and value counts of a subject; never a value.
     pub async fn subject(&self, region: &RegionId, id: &SubjectId) -> Result<SubjectSummary, ServiceError> {
         let vault = self.region(region)?;
-        let record = vault
-            .store
-            .subject(id)
-            .await?
-            .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })?;
+        let record = subject_record(vault, region, id).await?;
         let mut value_counts = BTreeMap::new();
         for value in vault.store.values(id, &[]).await? {
             *value_counts.entry(value.field.as_str().to_owned()).or_insert(0) += 1;
@@ -187,17 +183,6 @@ impl Vault {
         })
     }
 
-    /// The labels of a subject, for policy and detection.
-    pub async fn labels(&self, region: &RegionId, id: &SubjectId) -> Result<Vec<Label>, ServiceError> {
-        let vault = self.region(region)?;
-        let record = vault
-            .store
-            .subject(id)
-            .await?
-            .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })?;
-        Ok(record.labels.into_iter().collect())
-    }
-
     /// Opens the subject's values of the requested fields and applies each field's view.
     ///
     /// INVARIANT: no value may leave custos without a durable log entry for the decision that
@@ -211,11 +196,7 @@ impl Vault {
     ) -> Result<Vec<FieldReveal>, ServiceError> {
         let vault = self.region(region)?;
         let _reader = vault.lock.read().await;
-        let record = vault
-            .store
-            .subject(id)
-            .await?
-            .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })?;
+        let record = subject_record(vault, region, id).await?;
         if record.erased_at_ms.is_some() {
             return Err(ServiceError::SubjectErased(id.clone()));
         }
@@ -371,6 +352,14 @@ impl Vault {
         }
         Ok(found)
     }
+}
+
+async fn subject_record(vault: &RegionVault, region: &RegionId, id: &SubjectId) -> Result<store::SubjectRecord, ServiceError> {
+    vault
+        .store
+        .subject(id)
+        .await?
+        .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
