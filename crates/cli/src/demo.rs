@@ -324,7 +324,7 @@ async fn show_erasure(data: &Path, vault: &service::Vault) -> anyhow::Result<()>
         other => bail!("expected the erased subject to be unreadable, got {other:?}"),
     }
     let backup = store::SqliteStore::open(&copy_dir, us.clone())?;
-    let keyring = seal::KeyringFile::open(&data.join("keyring.json"), us.clone())?;
+    let keyring = seal::KeyringFile::open(data.join("keyring.json"), us.clone())?;
     let stored = store::RegionStore::data_keys(&backup, std::slice::from_ref(&target)).await?;
     let stored = stored.first().context("the backup should hold the old wrapped data key")?;
     let wrapped = seal::WrappedKey {

@@ -125,7 +125,7 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
     }
     fs::create_dir_all(dir).map_err(|error| io(dir, error))?;
     if options.keys == KeysConfig::Keyring {
-        KeyringFile::create(&dir.join(KEYRING_FILE_NAME), &options.regions).map_err(|error| DeploymentError::Keys {
+        KeyringFile::create(dir.join(KEYRING_FILE_NAME), &options.regions).map_err(|error| DeploymentError::Keys {
             region: options.regions[0].clone(),
             message: error.to_string(),
         })?;
@@ -227,7 +227,7 @@ fn open_keys(dir: &Path, keys: &KeysConfig, region: &RegionId) -> Result<Arc<dyn
     let failed = |message: String| DeploymentError::Keys { region: region.clone(), message };
     match keys {
         KeysConfig::Keyring => Ok(Arc::new(
-            KeyringFile::open(&dir.join(KEYRING_FILE_NAME), region.clone()).map_err(|error| failed(error.to_string()))?,
+            KeyringFile::open(dir.join(KEYRING_FILE_NAME), region.clone()).map_err(|error| failed(error.to_string()))?,
         )),
         KeysConfig::Pkcs11 { module, token, pin_env } => {
             let pin = std::env::var(pin_env).map_err(|_| failed(format!("environment variable {pin_env} (the token PIN) is not set")))?;
