@@ -167,7 +167,7 @@ fn story_subjects() -> Vec<SubjectInput> {
     };
     vec![
         person("u-journalist-1", &["journalist"], None, &[
-            ("ip_address", &["24.48.12.201", "2600:1700:5a3c::17"]),
+            ("ip_address", &["73.162.88.201", "2600:1700:5a3c::17"]),
             ("email", &["ada.reporter@newsroom.example"]),
             ("phone", &["+1 (212) 555-0123"]),
             ("location", &["40.712800,-74.006000,35"]),
@@ -175,14 +175,14 @@ fn story_subjects() -> Vec<SubjectInput> {
             ("date_of_birth", &["1984-05-17"]),
         ]),
         person("u-journalist-2", &["journalist"], None, &[
-            ("ip_address", &["73.162.88.14"]),
+            ("ip_address", &["98.37.44.14"]),
             ("email", &["ben.columnist@newsroom.example"]),
             ("phone", &["+12025550188"]),
             ("location", &["38.907200,-77.036900"]),
             ("name", &["Ben Columnist"]),
         ]),
         person("u-employee-7", &["staff"], Some("s-us-7"), &[
-            ("ip_address", &["24.48.12.77"]),
+            ("ip_address", &["73.162.88.77"]),
             ("email", &["sam@platform.example"]),
         ]),
         person("u-erase-me", &[], None, &[
@@ -197,7 +197,7 @@ fn synthetic_subject(rng: &mut StdRng, index: usize) -> SubjectInput {
     const LAST: [&str; 12] = ["Smith", "Garcia", "Chen", "Khan", "Müller", "Sato", "Jensen", "Patel", "Haddad", "Martin", "López", "Okafor"];
     // Address blocks whose registration country matches the region in the shipped database.
     let (region, blocks, phone_prefix, centre): (&str, &[u8], &str, (f64, f64)) = match rng.random_range(0..10) {
-        0..=5 => ("us", &[24, 73, 98], "+1", (39.8, -98.6)),
+        0..=5 => ("us", &[73, 98], "+1", (39.8, -98.6)),
         6..=8 => ("eu", &[31, 62, 80], "+49", (50.1, 8.7)),
         _ => ("sg", &[116, 118], "+65", (1.35, 103.8)),
     };
@@ -237,7 +237,7 @@ fn synthetic_subject(rng: &mut StdRng, index: usize) -> SubjectInput {
 
 /// Reads every byte of the `us` region's database files and looks for the journalist's values.
 fn show_sealed_storage(data: &Path) -> anyhow::Result<()> {
-    let needles = ["ada.reporter@newsroom.example", "24.48.12.201", "Ada Reporter", "+12125550123"];
+    let needles = ["ada.reporter@newsroom.example", "73.162.88.201", "Ada Reporter", "+12125550123"];
     let mut bytes_read = 0usize;
     let mut found = Vec::new();
     let mut files = 0;
