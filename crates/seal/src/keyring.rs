@@ -294,10 +294,19 @@ impl SharedKeyring {
 
     /// Writes `next` durably, then makes it the state.
     fn commit(&self, state: &mut KeyringState, next: KeyringState) -> Result<(), KeyError> {
-        write_atomically(&self.path, &next.to_json())
-            .map_err(|error| keyring_error(&self.path, format!("cannot write: {error}")))?;
-        *state = next;
-        Ok(())
+        match write_atomically(&self.path, &next.to_json()) {
+            Ok(()) => {
+                *state = next;
+                Ok(())
+            }
+            Err(WriteFailure::BeforeRename(error)) => Err(keyring_error(&self.path, format!("cannot write: {error}"))),
+            Err(WriteFailure::AfterRename(error)) => {
+                // The file already holds `next`: keep memory in step with it, or a later write
+                // from the stale state would bring destroyed keys back to disk.
+                *state = next;
+                Err(keyring_error(&self.path, format!("written, but the directory could not be synced: {error}")))
+            }
+        }
     }
 }
 
@@ -526,13 +535,20 @@ fn write_temporary(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
 }
 
 /// Replaces `path` with `contents`: temporary file, fsync, rename, fsync of the directory.
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let temporary = write_temporary(path, contents)?;
+/// Where an atomic write failed: before the rename the old file is intact; after it the new
+/// contents are in place but may not survive a crash.
+enum WriteFailure {
+    BeforeRename(io::Error),
+    AfterRename(io::Error),
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), WriteFailure> {
+    let temporary = write_temporary(path, contents).map_err(WriteFailure::BeforeRename)?;
     if let Err(error) = fs::rename(&temporary, path) {
         let _ = fs::remove_file(&temporary);
-        return Err(error);
+        return Err(WriteFailure::BeforeRename(error));
     }
-    sync_directory(&parent_directory(path))
+    sync_directory(&parent_directory(path)).map_err(WriteFailure::AfterRename)
 }
 
 fn sync_directory(directory: &Path) -> io::Result<()> {
