@@ -209,6 +209,10 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
         None => None,
     };
     let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() }).holding(lock);
+    vault.complete_pending_shreds().await.map_err(|error| DeploymentError::Keys {
+        region: config.regions[0].clone(),
+        message: format!("failed to finish an interrupted erase or rotation: {error}"),
+    })?;
     Ok((config, vault))
 }
 

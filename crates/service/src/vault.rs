@@ -257,13 +257,19 @@ impl Vault {
     ) -> Result<ErasureRecord, ServiceError> {
         let vault = self.region(region)?;
         let _writer = vault.lock.write().await;
+        subject_record(vault, region, id).await?;
+        let group = shred_group_of(id);
+        // Rotate before deleting: from here on, a crash leaves an older key version behind,
+        // which `complete_pending_shreds` (run at every start) re-wraps away and destroys.
+        let provider = Arc::clone(&vault.keys);
+        let new_version = blocking(move || provider.rotate(group)).await??;
         let now_ms = self.clock.now().timestamp_millis();
         let record = vault.store.erase(id, now_ms, requested_by, reason).await.map_err(|error| match error {
             store::StoreError::UnknownSubject(subject) => ServiceError::SubjectNotFound { region: region.clone(), subject },
             other => other.into(),
         })?;
         self.cache.remove(region, id);
-        rotate_group(vault, shred_group_of(id)).await?;
+        complete_rotation(vault, group, new_version).await?;
         metrics::counter!("custos_subjects_erased_total", "region" => region.to_string()).increment(1);
         Ok(record)
     }
@@ -280,6 +286,25 @@ impl Vault {
             if current.is_some() {
                 report.groups_rotated += 1;
                 report.data_keys_rewrapped += rotate_group(vault, group).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Finishes every interrupted erase or rotation: in each shred group, data keys still
+    /// wrapped under an older key-encryption key version are re-wrapped under the current one,
+    /// and the older versions are destroyed. Idempotent; run at every start, before serving.
+    pub async fn complete_pending_shreds(&self) -> Result<RotationReport, ServiceError> {
+        let mut report = RotationReport::default();
+        for vault in self.regions.values() {
+            let _writer = vault.lock.write().await;
+            for group in ShredGroup::all() {
+                let keys = Arc::clone(&vault.keys);
+                if let Some(current) = blocking(move || keys.current_version(group)).await?? {
+                    let rewrapped = complete_rotation(vault, group, current).await?;
+                    report.groups_rotated += u64::from(rewrapped > 0);
+                    report.data_keys_rewrapped += rewrapped;
+                }
             }
         }
         Ok(report)
@@ -465,6 +490,12 @@ fn hex_of(bytes: &[u8]) -> String {
 async fn rotate_group(vault: &RegionVault, group: ShredGroup) -> Result<u64, ServiceError> {
     let provider = Arc::clone(&vault.keys);
     let new_version = blocking(move || provider.rotate(group)).await??;
+    complete_rotation(vault, group, new_version).await
+}
+
+/// Re-wraps every data key of `group` older than `new_version` under it, then destroys the
+/// older key-encryption key versions. The caller holds the region's write lock.
+async fn complete_rotation(vault: &RegionVault, group: ShredGroup, new_version: KekVersion) -> Result<u64, ServiceError> {
     let old = vault.store.keys_wrapped_before(group.as_u16(), new_version.0).await?;
     let provider = Arc::clone(&vault.keys);
     let rewraps = blocking(move || -> Result<Vec<Rewrap>, ServiceError> {

@@ -237,3 +237,35 @@ fn pkcs11_keys_seal_and_rotate() {
         });
     });
 }
+
+/// A subject id that falls in the same shred group as `id`.
+fn neighbour_of(id: &str) -> String {
+    let group = seal::shred_group_of(&subject(id));
+    (0..).map(|index| format!("n-{index}")).find(|candidate| seal::shred_group_of(&subject(candidate)) == group).unwrap()
+}
+
+async fn an_interrupted_erase_is_finished_at_the_next_start(t: TestVault) {
+    let neighbour = neighbour_of("u-1");
+    t.ingest("u-1", &KNOWN_VALUES).await;
+    t.ingest(&neighbour, &[("email", "neighbour@example.com")]).await;
+    let backup = t.backup().await;
+    let stored = backup.data_key("u-1").await.unwrap();
+    // The process dies after rotating the group and deleting the subject, before re-wrapping
+    // the neighbours and destroying the old key version.
+    t.keys.rotate(ShredGroup::new(stored.group).unwrap()).unwrap();
+    t.store.erase(&subject("u-1"), 0, "dsr-1", "interrupted").await.unwrap();
+    assert!(t.keys.unwrap(&subject("u-1"), &wrapped(&stored, stored.version)).is_ok(), "the old version is still there");
+
+    let report = t.vault.complete_pending_shreds().await.unwrap();
+    assert_eq!(report.data_keys_rewrapped, 1, "{report:?}");
+    assert!(matches!(t.keys.unwrap(&subject("u-1"), &wrapped(&stored, stored.version)), Err(KeyError::MissingKek { .. })));
+    let shown = t.vault.reveal(&t.region, &subject(&neighbour), &[(FieldKind::Email, View::Exact)]).await.unwrap();
+    assert_eq!(shown[0].values[0].value, "neighbour@example.com");
+    // Nothing left to do the second time.
+    assert_eq!(t.vault.complete_pending_shreds().await.unwrap().data_keys_rewrapped, 0);
+}
+
+#[tokio::test]
+async fn an_interrupted_erase_is_finished_at_the_next_start_on_every_backend() {
+    for_each_backend(an_interrupted_erase_is_finished_at_the_next_start).await;
+}
