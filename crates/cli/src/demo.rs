@@ -37,7 +37,8 @@ pub struct DemoArgs {
     no_serve: bool,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// IP → country database (MaxMind DB format); defaults to the one shipped in shared/data.
+    /// IP → country database (MaxMind DB format); defaults to $CUSTOS_GEO_DB, then to the one
+    /// in ../shared/data.
     #[arg(long)]
     geo_mmdb: Option<PathBuf>,
 }
@@ -112,7 +113,11 @@ fn prepare(args: &DemoArgs) -> anyhow::Result<String> {
         }
         fs::remove_dir_all(&args.data).with_context(|| format!("failed to reset {}", args.data.display()))?;
     }
-    let mmdb = args.geo_mmdb.clone().or_else(|| DEMO_MMDB_CANDIDATES.iter().map(PathBuf::from).find(|path| path.exists()));
+    let mmdb = args
+        .geo_mmdb
+        .clone()
+        .or_else(|| std::env::var_os("CUSTOS_GEO_DB").map(PathBuf::from))
+        .or_else(|| DEMO_MMDB_CANDIDATES.iter().map(PathBuf::from).find(|path| path.exists()));
     match &mmdb {
         Some(path) => println!("IP country lookups: {}", path.display()),
         None => println!("no IP → country database found: the `country` view will answer \"unknown\""),

@@ -13,6 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use model::{FieldKind, Label, StaffId, SubjectId};
 
+use tlog::{
+    CompactRange, ENTRY_BYTES_MAX, Hash, TileId, TreeSize, encode_tile, leaf_hash, tiles_added,
+};
+
+use crate::log::{LOG_BATCH_ENTRIES_MAX, LogBatch, LogState, LogStore, StoredCheckpoint};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SealedValue, StoreError, StoreStats, StoredKey,
     SubjectRecord, SubjectUpsert, WRITE_BATCH_ROWS_MAX, WriteBatch, WriteOutcome,
@@ -971,5 +976,346 @@ fn counts(
         subjects_updated,
         values_added,
         values_merged,
+    }
+}
+
+/// Runs every check of the [`crate::LogStore`] contract, in order. Like the region checks,
+/// they start from whatever the log already holds, so they can run again on one store;
+/// `backend` names the store in failure messages. No other writer may append to the log
+/// meanwhile.
+pub async fn run_log_all(store: &dyn LogStore, backend: &str) {
+    check_log_append(store, backend).await;
+    check_log_append_refuses_wrong_start(store, backend).await;
+    check_log_batch_validation(store, backend).await;
+    check_log_concurrent_appenders(store, backend).await;
+    check_log_tiles(store, backend).await;
+    check_checkpoints(store, backend).await;
+}
+
+/// A batch at the stored size is written: state, entries (clamped reads) and tiles.
+pub async fn check_log_append(store: &dyn LogStore, backend: &str) {
+    let before = store.log_state().await.expect("log state");
+    let entries = log_entries_for(before.size.0, 3);
+    let batch = log_batch(store, &before, entries.clone()).await;
+    store.append_batch(&batch).await.expect("append batch");
+    let after = store.log_state().await.expect("log state");
+    assert_eq!(after, batch.state, "{backend}: state is the batch's");
+    let start = before.size.0;
+    assert_eq!(
+        store.log_entries(start, start + 3).await.expect("entries"),
+        entries,
+        "{backend}: entries read back"
+    );
+    assert_eq!(
+        store
+            .log_entries(start + 1, start + 100)
+            .await
+            .expect("entries"),
+        entries[1..].to_vec(),
+        "{backend}: reads stop at the stored size"
+    );
+    assert_eq!(
+        store
+            .log_entries(start + 3, start + 2)
+            .await
+            .expect("entries"),
+        Vec::<Vec<u8>>::new(),
+        "{backend}: an empty range reads nothing"
+    );
+    match store.log_entries(0, LOG_BATCH_ENTRIES_MAX as u64 + 1).await {
+        Err(StoreError::BatchTooLarge { .. }) => {}
+        other => panic!("{backend}: expected BatchTooLarge for a long read, got {other:?}"),
+    }
+}
+
+/// A batch that does not start at the stored size writes nothing.
+pub async fn check_log_append_refuses_wrong_start(store: &dyn LogStore, backend: &str) {
+    let before = store.log_state().await.expect("log state");
+    assert!(before.size.0 > 0, "{backend}: run check_log_append first");
+    let stale_index = before.size.0 - 1;
+    let batch = LogBatch {
+        first_index: stale_index,
+        entries: vec![b"moved".to_vec()],
+        tiles: Vec::new(),
+        state: LogState {
+            size: before.size,
+            frontier: leaf_frontier(before.size.0),
+        },
+    };
+    match store.append_batch(&batch).await {
+        Err(StoreError::LogSizeMismatch {
+            first_index,
+            stored_size,
+        }) => {
+            assert_eq!(
+                (first_index, stored_size),
+                (stale_index, before.size.0),
+                "{backend}"
+            );
+        }
+        other => panic!("{backend}: expected LogSizeMismatch, got {other:?}"),
+    }
+    let ahead = LogBatch {
+        first_index: before.size.0 + 1,
+        entries: vec![b"gap".to_vec()],
+        tiles: Vec::new(),
+        state: LogState {
+            size: TreeSize(before.size.0 + 2),
+            frontier: leaf_frontier(before.size.0 + 2),
+        },
+    };
+    assert!(
+        matches!(
+            store.append_batch(&ahead).await,
+            Err(StoreError::LogSizeMismatch { .. })
+        ),
+        "{backend}: a gap is refused"
+    );
+    assert_eq!(
+        store.log_state().await.expect("state"),
+        before,
+        "{backend}: nothing written"
+    );
+    let last = store
+        .log_entries(before.size.0 - 1, before.size.0)
+        .await
+        .expect("entries");
+    assert_ne!(
+        last,
+        vec![b"moved".to_vec()],
+        "{backend}: an entry never moves"
+    );
+}
+
+/// Batches that contradict themselves are refused before the database is touched.
+pub async fn check_log_batch_validation(store: &dyn LogStore, backend: &str) {
+    let before = store.log_state().await.expect("log state");
+    let size = before.size.0;
+    let valid = |entries: Vec<Vec<u8>>| {
+        let end = size + entries.len() as u64;
+        LogBatch {
+            first_index: size,
+            entries,
+            tiles: Vec::new(),
+            state: LogState {
+                size: TreeSize(end),
+                frontier: leaf_frontier(end),
+            },
+        }
+    };
+    let mut wrong_size = valid(vec![b"a".to_vec()]);
+    wrong_size.state = LogState {
+        size: TreeSize(size + 2),
+        frontier: leaf_frontier(size + 2),
+    };
+    let mut wrong_frontier = valid(vec![b"a".to_vec()]);
+    wrong_frontier.state.frontier.push(Hash::default());
+    let mut wrong_tile = valid(vec![b"a".to_vec()]);
+    let tile = TileId::new(0, size / 256, 1).expect("tile id");
+    wrong_tile.tiles.push((tile, vec![0; 31]));
+    let mut outside_tile = valid(vec![b"a".to_vec()]);
+    let far = TileId::new(0, size / 256 + 1, 1).expect("tile id");
+    outside_tile.tiles.push((far, vec![0; 32]));
+    let cases = [
+        ("empty", valid(Vec::new())),
+        ("too large entry", valid(vec![vec![0; ENTRY_BYTES_MAX + 1]])),
+        ("state size", wrong_size),
+        ("frontier length", wrong_frontier),
+        ("tile length", wrong_tile),
+        ("tile outside the tree", outside_tile),
+    ];
+    for (name, batch) in cases {
+        match store.append_batch(&batch).await {
+            Err(StoreError::LogBatchInvalid(_)) => {}
+            other => panic!("{backend}: {name}: expected LogBatchInvalid, got {other:?}"),
+        }
+    }
+    let too_many = valid(vec![Vec::new(); LOG_BATCH_ENTRIES_MAX + 1]);
+    assert!(
+        matches!(
+            store.append_batch(&too_many).await,
+            Err(StoreError::BatchTooLarge { .. })
+        ),
+        "{backend}: too many entries"
+    );
+    let largest = valid(vec![vec![7; ENTRY_BYTES_MAX]]);
+    store
+        .append_batch(&largest)
+        .await
+        .expect("an entry of ENTRY_BYTES_MAX bytes is stored");
+    assert_eq!(
+        store.log_entries(size, size + 1).await.expect("entries"),
+        vec![vec![7; ENTRY_BYTES_MAX]],
+        "{backend}"
+    );
+}
+
+/// Two batches racing for the same start: exactly one is written.
+pub async fn check_log_concurrent_appenders(store: &dyn LogStore, backend: &str) {
+    let before = store.log_state().await.expect("log state");
+    let left = log_batch(store, &before, vec![b"left".to_vec()]).await;
+    let right = log_batch(store, &before, vec![b"right".to_vec(), b"right 2".to_vec()]).await;
+    let (left_result, right_result) =
+        tokio::join!(store.append_batch(&left), store.append_batch(&right));
+    let after = store.log_state().await.expect("log state");
+    match (left_result, right_result) {
+        (Ok(()), Err(StoreError::LogSizeMismatch { .. })) => {
+            assert_eq!(after, left.state, "{backend}")
+        }
+        (Err(StoreError::LogSizeMismatch { .. }), Ok(())) => {
+            assert_eq!(after, right.state, "{backend}")
+        }
+        other => panic!("{backend}: expected exactly one batch to win, got {other:?}"),
+    }
+}
+
+/// Level-0 tiles: written partial, grown, served at any width up to the stored one.
+pub async fn check_log_tiles(store: &dyn LogStore, backend: &str) {
+    let before = store.log_state().await.expect("log state");
+    // Enough entries to complete the current level-0 tile and start the next.
+    let count = 256 - (before.size.0 % 256) + 5;
+    let batch = log_batch(store, &before, log_entries_for(before.size.0, count)).await;
+    store.append_batch(&batch).await.expect("append");
+    let size = batch.state.size;
+    let all = store
+        .log_entries(size.0 - (size.0 % 256) - 256, size.0)
+        .await
+        .expect("entries");
+    let full_index = size.0 / 256 - 1;
+    let full = TileId::new(0, full_index, 256).expect("tile id");
+    let expected_full: Vec<u8> = all[..256]
+        .iter()
+        .flat_map(|entry| leaf_hash(entry).0)
+        .collect();
+    assert_eq!(
+        store.log_tile(full).await.expect("tile"),
+        Some(expected_full.clone()),
+        "{backend}: full tile"
+    );
+    let narrower = TileId::new(0, full_index, 10).expect("tile id");
+    assert_eq!(
+        store.log_tile(narrower).await.expect("tile"),
+        Some(expected_full[..320].to_vec()),
+        "{backend}: an older partial tile is a prefix"
+    );
+    let partial = TileId::new(0, full_index + 1, 5).expect("tile id");
+    let expected_partial: Vec<u8> = all[256..]
+        .iter()
+        .flat_map(|entry| leaf_hash(entry).0)
+        .collect();
+    assert_eq!(
+        store.log_tile(partial).await.expect("tile"),
+        Some(expected_partial),
+        "{backend}"
+    );
+    let wider = TileId::new(0, full_index + 1, 6).expect("tile id");
+    assert_eq!(
+        store.log_tile(wider).await.expect("tile"),
+        None,
+        "{backend}: not yet stored"
+    );
+    let missing = TileId::new(5, 0, 1).expect("tile id");
+    assert_eq!(
+        store.log_tile(missing).await.expect("tile"),
+        None,
+        "{backend}: absent tile"
+    );
+}
+
+/// Checkpoints: the latest is the anchor; smaller sizes and forks are refused; saving the
+/// latest again is a no-op.
+pub async fn check_checkpoints(store: &dyn LogStore, backend: &str) {
+    let latest = store.latest_checkpoint().await.expect("latest");
+    let base = latest.as_ref().map_or(0, |checkpoint| checkpoint.size.0);
+    let checkpoint = |size: u64, fill: u8| StoredCheckpoint {
+        size: TreeSize(size),
+        root: Hash([fill; 32]),
+        note: format!("example.com/log\n{size}\nnote {fill}\n"),
+    };
+    let first = checkpoint(base + 2, 1);
+    store.save_checkpoint(&first).await.expect("save");
+    assert_eq!(
+        store.latest_checkpoint().await.expect("latest"),
+        Some(first.clone()),
+        "{backend}"
+    );
+    store
+        .save_checkpoint(&first)
+        .await
+        .expect("saving the latest again is allowed");
+    match store.save_checkpoint(&checkpoint(base + 2, 2)).await {
+        Err(StoreError::CheckpointFork { size }) => assert_eq!(size, base + 2, "{backend}"),
+        other => panic!("{backend}: expected CheckpointFork, got {other:?}"),
+    }
+    match store.save_checkpoint(&checkpoint(base + 1, 1)).await {
+        Err(StoreError::CheckpointRollback { saved, new }) => {
+            assert_eq!((saved, new), (base + 2, base + 1), "{backend}");
+        }
+        other => panic!("{backend}: expected CheckpointRollback, got {other:?}"),
+    }
+    assert_eq!(
+        store.latest_checkpoint().await.expect("latest"),
+        Some(first),
+        "{backend}"
+    );
+    let second = checkpoint(base + 7, 3);
+    store.save_checkpoint(&second).await.expect("save larger");
+    assert_eq!(
+        store.latest_checkpoint().await.expect("latest"),
+        Some(second),
+        "{backend}"
+    );
+}
+
+/// Distinct entries for positions `first..first + count`.
+fn log_entries_for(first: u64, count: u64) -> Vec<Vec<u8>> {
+    (first..first + count)
+        .map(|index| format!("entry {index}").into_bytes())
+        .collect()
+}
+
+/// Some frontier of the right length for `size`: the store does not check its hashes.
+fn leaf_frontier(size: u64) -> Vec<Hash> {
+    vec![Hash([0x5a; 32]); size.count_ones() as usize]
+}
+
+/// A consistent batch appending `entries` to `before`: the real frontier and the level-0
+/// tiles it changes (hashes of earlier entries of a partial tile are read back).
+async fn log_batch(store: &dyn LogStore, before: &LogState, entries: Vec<Vec<u8>>) -> LogBatch {
+    let mut range =
+        CompactRange::from_parts(before.size, before.frontier.clone()).expect("stored frontier");
+    let leaves: Vec<Hash> = entries.iter().map(|entry| leaf_hash(entry)).collect();
+    range.extend(&leaves);
+    let first_index = before.size.0;
+    let mut tiles = Vec::new();
+    for tile in tiles_added(before.size, range.size()) {
+        if tile.level() != 0 {
+            continue;
+        }
+        let start = tile.index() * 256;
+        let end = start + u64::from(tile.width());
+        let mut hashes = Vec::new();
+        if start < first_index {
+            for entry in store
+                .log_entries(start, first_index)
+                .await
+                .expect("entries")
+            {
+                hashes.push(leaf_hash(&entry));
+            }
+        }
+        for index in start.max(first_index)..end {
+            hashes.push(leaves[(index - first_index) as usize]);
+        }
+        tiles.push((tile, encode_tile(&hashes)));
+    }
+    LogBatch {
+        first_index,
+        entries,
+        tiles,
+        state: LogState {
+            size: range.size(),
+            frontier: range.hashes().to_vec(),
+        },
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! # Schema (version [`SCHEMA_VERSION`])
 //!
-//! Both backends hold the same four tables with the same meaning; only the column types are
+//! Both backends hold the same tables with the same meaning; only the column types are
 //! spelled per dialect (SQLite `INTEGER`/`BLOB` in `STRICT` tables, PostgreSQL
 //! `BIGINT`/`BYTEA`). SQLite keeps them in `<dir>/<region>.db`; PostgreSQL in the schema
 //! `custos_<region with '-' replaced by '_'>`.
@@ -24,6 +24,14 @@
 //!              first_seen_ms, last_seen_ms, PK (subject_id, field, value_id))
 //!     field: FieldKind::as_str()
 //! erasures(subject_id PK FK subjects, erased_at_ms, requested_by, reason, values_destroyed)
+//!
+//! -- version 2: the region's Merkle log (see [`log`])
+//! log_entries(entry_index PK, entry)                    entry <= 65,535 bytes
+//! log_tiles(tile_level, tile_index, hashes, PK (tile_level, tile_index))
+//!     hashes: the widest version written of the tile (32 * width bytes, width 1..=256);
+//!     a narrower partial tile is its prefix
+//! log_state(id PK = 1, tree_size, frontier)             frontier: right-edge subtree hashes
+//! log_checkpoints(tree_size PK, root 32 bytes, note, saved_at_ms)
 //! ```
 //!
 //! Migrations are ordered lists of SQL embedded in each backend, applied at open, one
@@ -41,6 +49,7 @@
 //! - An erased subject stays erased: no write, no new data key.
 
 pub mod conformance;
+pub mod log;
 mod plan;
 mod postgres;
 mod sqlite;
@@ -51,6 +60,9 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use model::{FieldKind, Label, RegionId, StaffId, SubjectId};
 
+pub use log::{
+    LOG_BATCH_ENTRIES_MAX, LOG_BATCH_TILES_MAX, LogBatch, LogState, LogStore, StoredCheckpoint,
+};
 pub use postgres::{
     POSTGRES_CONNECT_TIMEOUT_MS, POSTGRES_CONNECTIONS_MAX, POSTGRES_POOL_WAIT_TIMEOUT_MS,
     POSTGRES_SCHEMA_PREFIX, PostgresStore,
@@ -64,7 +76,7 @@ pub const WRITE_BATCH_ROWS_MAX: usize = 100_000;
 
 /// The schema version this build writes and understands: the number of migrations each
 /// backend carries.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A subject as stored: metadata only, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +182,14 @@ pub enum StoreError {
     Postgres(String),
     #[error("io: {0}")]
     Io(String),
+    #[error("log batch starts at index {first_index} but the stored log has {stored_size} entries")]
+    LogSizeMismatch { first_index: u64, stored_size: u64 },
+    #[error("log batch is invalid: {0}")]
+    LogBatchInvalid(String),
+    #[error("checkpoint of size {new} is smaller than the saved checkpoint of size {saved}")]
+    CheckpointRollback { saved: u64, new: u64 },
+    #[error("checkpoint of size {size} has a different root than the saved one of that size")]
+    CheckpointFork { size: u64 },
 }
 
 /// One region's storage. Every method is one transaction.

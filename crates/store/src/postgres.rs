@@ -16,7 +16,20 @@
 //!     last_seen_ms BIGINT, PRIMARY KEY (subject_id, field, value_id));
 //! CREATE TABLE custos_<region>.erasures (subject_id TEXT PRIMARY KEY REFERENCES subjects,
 //!     erased_at_ms BIGINT, requested_by TEXT, reason TEXT, values_destroyed BIGINT);
+//! -- version 2
+//! CREATE TABLE custos_<region>.log_entries (entry_index BIGINT PRIMARY KEY, entry BYTEA);
+//! CREATE TABLE custos_<region>.log_tiles (tile_level SMALLINT, tile_index BIGINT, hashes BYTEA,
+//!     PRIMARY KEY (tile_level, tile_index));
+//! CREATE TABLE custos_<region>.log_state (id SMALLINT PRIMARY KEY CHECK (id = 1),
+//!     tree_size BIGINT, frontier BYTEA);
+//! CREATE TABLE custos_<region>.log_checkpoints (tree_size BIGINT PRIMARY KEY, root BYTEA,
+//!     note TEXT, saved_at_ms BIGINT);
 //! ```
+//!
+//! A log batch locks the state row (`FOR UPDATE`, after inserting it if missing) before it
+//! compares sizes, so two sequencers racing on one schema serialize there and the second
+//! one fails the size check; a checkpoint save takes a transaction-level advisory lock for
+//! the same reason.
 //!
 //! Text keys use `COLLATE "C"` so that ordering is bytewise, as in SQLite, whatever the
 //! database's default collation; `kek_version` is `BIGINT` because a `u32` does not fit
@@ -48,6 +61,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use model::{FieldKind, RegionId, SubjectId};
 use tokio_postgres::NoTls;
 
+use crate::log::{self, LogBatch, LogState, LogStore, StoredCheckpoint};
 use crate::plan::{self, BatchPlan, PlannedSubject, PlannedValue, SubjectRow, SubjectState};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
@@ -66,7 +80,8 @@ pub const POSTGRES_SCHEMA_PREFIX: &str = "custos_";
 
 /// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`. `{schema}`
 /// is replaced by the quoted schema name.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE {schema}.subjects (
     id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     labels TEXT NOT NULL,
@@ -102,7 +117,34 @@ CREATE TABLE {schema}.erasures (
     reason TEXT NOT NULL,
     values_destroyed BIGINT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE {schema}.log_entries (
+    entry_index BIGINT NOT NULL PRIMARY KEY CHECK (entry_index >= 0),
+    entry BYTEA NOT NULL CHECK (length(entry) <= 65535)
+);
+
+CREATE TABLE {schema}.log_tiles (
+    tile_level SMALLINT NOT NULL CHECK (tile_level BETWEEN 0 AND 63),
+    tile_index BIGINT NOT NULL CHECK (tile_index >= 0),
+    hashes BYTEA NOT NULL CHECK (length(hashes) BETWEEN 32 AND 8192 AND length(hashes) % 32 = 0),
+    PRIMARY KEY (tile_level, tile_index)
+);
+
+CREATE TABLE {schema}.log_state (
+    id SMALLINT NOT NULL PRIMARY KEY CHECK (id = 1),
+    tree_size BIGINT NOT NULL CHECK (tree_size >= 0),
+    frontier BYTEA NOT NULL
+);
+
+CREATE TABLE {schema}.log_checkpoints (
+    tree_size BIGINT NOT NULL PRIMARY KEY CHECK (tree_size >= 0),
+    root BYTEA NOT NULL CHECK (length(root) = 32),
+    note TEXT NOT NULL,
+    saved_at_ms BIGINT NOT NULL
+);
+"#,
+];
 
 /// One region's data in one PostgreSQL schema. Cheap to clone; clones share the pool.
 #[derive(Clone)]
@@ -296,6 +338,16 @@ struct Statements {
     select_keys_before: String,
     rewrap_key: String,
     select_stats: String,
+    ensure_log_state: String,
+    lock_log_state: String,
+    select_log_state: String,
+    update_log_state: String,
+    insert_log_entries: String,
+    upsert_log_tiles: String,
+    select_log_entries: String,
+    select_log_tile: String,
+    select_latest_checkpoint: String,
+    insert_checkpoint: String,
 }
 
 impl Statements {
@@ -377,6 +429,37 @@ impl Statements {
                 "SELECT (SELECT count(*) FROM {s}.subjects), \
                  (SELECT count(*) FROM {s}.subjects WHERE erased_at_ms IS NOT NULL), \
                  (SELECT count(*) FROM {s}.field_values)"
+            ),
+            ensure_log_state: format!(
+                "INSERT INTO {s}.log_state (id, tree_size, frontier) VALUES (1, 0, ''::BYTEA) \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            lock_log_state: format!("SELECT tree_size FROM {s}.log_state WHERE id = 1 FOR UPDATE"),
+            select_log_state: format!("SELECT tree_size, frontier FROM {s}.log_state WHERE id = 1"),
+            update_log_state: format!(
+                "UPDATE {s}.log_state SET tree_size = $1, frontier = $2 WHERE id = 1"
+            ),
+            insert_log_entries: format!(
+                "INSERT INTO {s}.log_entries (entry_index, entry) \
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])"
+            ),
+            upsert_log_tiles: format!(
+                "INSERT INTO {s}.log_tiles (tile_level, tile_index, hashes) \
+                 SELECT * FROM UNNEST($1::SMALLINT[], $2::BIGINT[], $3::BYTEA[]) \
+                 ON CONFLICT (tile_level, tile_index) DO UPDATE SET hashes = excluded.hashes"
+            ),
+            select_log_entries: format!(
+                "SELECT entry FROM {s}.log_entries WHERE entry_index >= $1 AND entry_index < $2 \
+                 ORDER BY entry_index"
+            ),
+            select_log_tile: format!(
+                "SELECT hashes FROM {s}.log_tiles WHERE tile_level = $1 AND tile_index = $2"
+            ),
+            select_latest_checkpoint: format!(
+                "SELECT tree_size, root, note FROM {s}.log_checkpoints ORDER BY tree_size DESC LIMIT 1"
+            ),
+            insert_checkpoint: format!(
+                "INSERT INTO {s}.log_checkpoints (tree_size, root, note, saved_at_ms) VALUES ($1, $2, $3, $4)"
             ),
         }
     }
@@ -850,6 +933,187 @@ impl PostgresStore {
                 .map_err(postgres_error)?;
         }
         Ok(changed)
+    }
+}
+
+#[async_trait]
+impl LogStore for PostgresStore {
+    async fn append_batch(&self, batch: &LogBatch) -> Result<(), StoreError> {
+        log::check_batch(batch)?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let result = self.append_batch_in(&transaction, batch).await;
+        // COMMIT returns once the WAL record is flushed (synchronous_commit defaults to on).
+        finish(transaction, result).await
+    }
+
+    async fn log_state(&self) -> Result<LogState, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&self.sql.select_log_state, &[])
+            .await
+            .map_err(postgres_error)?;
+        match row {
+            None => Ok(LogState::default()),
+            Some(row) => {
+                let frontier: Vec<u8> = row.get(1);
+                log::decode_frontier(plan::count(row.get(0))?, &frontier)
+            }
+        }
+    }
+
+    async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let count = end.saturating_sub(start);
+        if count > log::LOG_BATCH_ENTRIES_MAX as u64 {
+            return Err(StoreError::BatchTooLarge {
+                rows: usize::try_from(count).unwrap_or(usize::MAX),
+                max: log::LOG_BATCH_ENTRIES_MAX,
+            });
+        }
+        let (start, end) = (log::to_i64(start)?, log::to_i64(end)?);
+        let client = self.client().await?;
+        let rows = client
+            .query(&self.sql.select_log_entries, &[&start, &end])
+            .await
+            .map_err(postgres_error)?;
+        Ok(rows.iter().map(|row| row.get::<_, Vec<u8>>(0)).collect())
+    }
+
+    async fn log_tile(&self, tile: tlog::TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        let level = i16::from(tile.level());
+        let index = log::to_i64(tile.index())?;
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&self.sql.select_log_tile, &[&level, &index])
+            .await
+            .map_err(postgres_error)?;
+        Ok(log::cut_tile(tile, row.map(|row| row.get(0))))
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&self.sql.select_latest_checkpoint, &[])
+            .await
+            .map_err(postgres_error)?;
+        row.map(|row| {
+            let root: Vec<u8> = row.get(1);
+            Ok(StoredCheckpoint {
+                size: tlog::TreeSize(plan::count(row.get(0))?),
+                root: log::decode_hash(&root)?,
+                note: row.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let result = self.save_checkpoint_in(&transaction, checkpoint).await;
+        finish(transaction, result).await
+    }
+}
+
+impl PostgresStore {
+    async fn append_batch_in(
+        &self,
+        transaction: &Transaction<'_>,
+        batch: &LogBatch,
+    ) -> Result<(), StoreError> {
+        transaction
+            .execute(&self.sql.ensure_log_state, &[])
+            .await
+            .map_err(postgres_error)?;
+        let stored_size = plan::count(
+            transaction
+                .query_one(&self.sql.lock_log_state, &[])
+                .await
+                .map_err(postgres_error)?
+                .get(0),
+        )?;
+        if stored_size != batch.first_index {
+            return Err(StoreError::LogSizeMismatch {
+                first_index: batch.first_index,
+                stored_size,
+            });
+        }
+        let indexes = (0..batch.entries.len() as u64)
+            .map(|offset| log::to_i64(batch.first_index + offset))
+            .collect::<Result<Vec<i64>, _>>()?;
+        transaction
+            .execute(&self.sql.insert_log_entries, &[&indexes, &batch.entries])
+            .await
+            .map_err(postgres_error)?;
+        let levels: Vec<i16> = batch
+            .tiles
+            .iter()
+            .map(|(tile, _)| i16::from(tile.level()))
+            .collect();
+        let tile_indexes = batch
+            .tiles
+            .iter()
+            .map(|(tile, _)| log::to_i64(tile.index()))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let hashes: Vec<&[u8]> = batch
+            .tiles
+            .iter()
+            .map(|(_, bytes)| bytes.as_slice())
+            .collect();
+        transaction
+            .execute(
+                &self.sql.upsert_log_tiles,
+                &[&levels, &tile_indexes, &hashes],
+            )
+            .await
+            .map_err(postgres_error)?;
+        transaction
+            .execute(
+                &self.sql.update_log_state,
+                &[
+                    &log::to_i64(batch.state.size.0)?,
+                    &log::encode_frontier(&batch.state.frontier),
+                ],
+            )
+            .await
+            .map_err(postgres_error)?;
+        Ok(())
+    }
+
+    async fn save_checkpoint_in(
+        &self,
+        transaction: &Transaction<'_>,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        // Two signers must not both pass the check against the same latest checkpoint.
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&format!("custos checkpoint {}", self.schema)],
+            )
+            .await
+            .map_err(postgres_error)?;
+        let latest = transaction
+            .query_opt(&self.sql.select_latest_checkpoint, &[])
+            .await
+            .map_err(postgres_error)?
+            .map(|row| plan::count(row.get(0)).map(|size| (size, row.get::<_, Vec<u8>>(1))))
+            .transpose()?;
+        if log::check_checkpoint(latest, checkpoint)? {
+            transaction
+                .execute(
+                    &self.sql.insert_checkpoint,
+                    &[
+                        &log::to_i64(checkpoint.size.0)?,
+                        &checkpoint.root.as_bytes().as_slice(),
+                        &checkpoint.note,
+                        &now_ms(),
+                    ],
+                )
+                .await
+                .map_err(postgres_error)?;
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,17 @@
 //!     last_seen_ms INTEGER, PRIMARY KEY (subject_id, field, value_id));
 //! CREATE TABLE erasures (subject_id TEXT PRIMARY KEY REFERENCES subjects,
 //!     erased_at_ms INTEGER, requested_by TEXT, reason TEXT, values_destroyed INTEGER);
+//! -- version 2
+//! CREATE TABLE log_entries (entry_index INTEGER PRIMARY KEY, entry BLOB CHECK (length <= 65535));
+//! CREATE TABLE log_tiles (tile_level INTEGER, tile_index INTEGER,
+//!     hashes BLOB CHECK (32..=8192 bytes, a multiple of 32), PRIMARY KEY (tile_level, tile_index));
+//! CREATE TABLE log_state (id INTEGER PRIMARY KEY CHECK (id = 1), tree_size INTEGER, frontier BLOB);
+//! CREATE TABLE log_checkpoints (tree_size INTEGER PRIMARY KEY, root BLOB CHECK (length = 32),
+//!     note TEXT, saved_at_ms INTEGER);
 //! ```
+//!
+//! `log_entries` keeps its rowid (the integer primary key is the rowid), so appends go to
+//! the end of the b-tree.
 //!
 //! Tables are `STRICT` (a wrong type is an error, not a silent conversion) and `WITHOUT
 //! ROWID` (rows are small and always found by their primary key, so the key is the table).
@@ -46,6 +56,7 @@ use async_trait::async_trait;
 use model::{FieldKind, RegionId, SubjectId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::log::{self, LogBatch, LogState, LogStore, StoredCheckpoint};
 use crate::plan::{self, BatchPlan, SubjectRow, SubjectState};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
@@ -60,7 +71,8 @@ pub const SQLITE_READERS_IDLE_MAX: usize = 4;
 const STATEMENTS_CACHED_MAX: usize = 64;
 
 /// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE subjects (
     id TEXT NOT NULL PRIMARY KEY,
     labels TEXT NOT NULL,
@@ -96,7 +108,34 @@ CREATE TABLE erasures (
     reason TEXT NOT NULL,
     values_destroyed INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE log_entries (
+    entry_index INTEGER NOT NULL PRIMARY KEY CHECK (entry_index >= 0),
+    entry BLOB NOT NULL CHECK (length(entry) <= 65535)
+) STRICT;
+
+CREATE TABLE log_tiles (
+    tile_level INTEGER NOT NULL CHECK (tile_level BETWEEN 0 AND 63),
+    tile_index INTEGER NOT NULL CHECK (tile_index >= 0),
+    hashes BLOB NOT NULL CHECK (length(hashes) BETWEEN 32 AND 8192 AND length(hashes) % 32 = 0),
+    PRIMARY KEY (tile_level, tile_index)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE log_state (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    tree_size INTEGER NOT NULL CHECK (tree_size >= 0),
+    frontier BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE log_checkpoints (
+    tree_size INTEGER NOT NULL PRIMARY KEY CHECK (tree_size >= 0),
+    root BLOB NOT NULL CHECK (length(root) = 32),
+    note TEXT NOT NULL,
+    saved_at_ms INTEGER NOT NULL
+) STRICT;
+"#,
+];
 
 const SELECT_SUBJECT_STATE: &str = "SELECT erased_at_ms FROM subjects WHERE id = ?1";
 const SELECT_SUBJECT: &str = "SELECT id, labels, staff_id, created_at_ms, updated_at_ms, erased_at_ms \
@@ -517,6 +556,176 @@ impl RegionStore for SqliteStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl LogStore for SqliteStore {
+    async fn append_batch(&self, batch: &LogBatch) -> Result<(), StoreError> {
+        log::check_batch(batch)?;
+        let batch = batch.clone();
+        self.with_writer(move |connection| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let stored_size = select_log_size(&transaction)?;
+            if stored_size != batch.first_index {
+                return Err(StoreError::LogSizeMismatch {
+                    first_index: batch.first_index,
+                    stored_size,
+                });
+            }
+            {
+                let mut insert = transaction
+                    .prepare_cached("INSERT INTO log_entries (entry_index, entry) VALUES (?1, ?2)")
+                    .map_err(sqlite_error)?;
+                for (offset, entry) in batch.entries.iter().enumerate() {
+                    let index = log::to_i64(batch.first_index + offset as u64)?;
+                    insert.execute(params![index, entry]).map_err(sqlite_error)?;
+                }
+                let mut tile = transaction
+                    .prepare_cached(
+                        "INSERT INTO log_tiles (tile_level, tile_index, hashes) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (tile_level, tile_index) DO UPDATE SET hashes = excluded.hashes",
+                    )
+                    .map_err(sqlite_error)?;
+                for (id, bytes) in &batch.tiles {
+                    tile.execute(params![id.level(), log::to_i64(id.index())?, bytes])
+                        .map_err(sqlite_error)?;
+                }
+            }
+            transaction
+                .execute(
+                    "INSERT INTO log_state (id, tree_size, frontier) VALUES (1, ?1, ?2) \
+                     ON CONFLICT (id) DO UPDATE SET tree_size = excluded.tree_size, frontier = excluded.frontier",
+                    params![log::to_i64(batch.state.size.0)?, log::encode_frontier(&batch.state.frontier)],
+                )
+                .map_err(sqlite_error)?;
+            // synchronous=FULL: the commit returns after the WAL is fsynced.
+            transaction.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn log_state(&self) -> Result<LogState, StoreError> {
+        self.with_reader(|connection| {
+            let row: Option<(i64, Vec<u8>)> = connection
+                .query_row(
+                    "SELECT tree_size, frontier FROM log_state WHERE id = 1",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sqlite_error)?;
+            match row {
+                None => Ok(LogState::default()),
+                Some((size, frontier)) => log::decode_frontier(plan::count(size)?, &frontier),
+            }
+        })
+        .await
+    }
+
+    async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let count = end.saturating_sub(start);
+        if count > log::LOG_BATCH_ENTRIES_MAX as u64 {
+            return Err(StoreError::BatchTooLarge {
+                rows: usize::try_from(count).unwrap_or(usize::MAX),
+                max: log::LOG_BATCH_ENTRIES_MAX,
+            });
+        }
+        let (start, end) = (log::to_i64(start)?, log::to_i64(end)?);
+        self.with_reader(move |connection| {
+            let mut select = connection
+                .prepare_cached(
+                    "SELECT entry FROM log_entries WHERE entry_index >= ?1 AND entry_index < ?2 \
+                     ORDER BY entry_index",
+                )
+                .map_err(sqlite_error)?;
+            let rows = select
+                .query_map([start, end], |row| row.get::<_, Vec<u8>>(0))
+                .map_err(sqlite_error)?;
+            rows.map(|row| row.map_err(sqlite_error)).collect()
+        })
+        .await
+    }
+
+    async fn log_tile(&self, tile: tlog::TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        let index = log::to_i64(tile.index())?;
+        self.with_reader(move |connection| {
+            let stored: Option<Vec<u8>> = connection
+                .prepare_cached(
+                    "SELECT hashes FROM log_tiles WHERE tile_level = ?1 AND tile_index = ?2",
+                )
+                .map_err(sqlite_error)?
+                .query_row(params![tile.level(), index], |row| row.get(0))
+                .optional()
+                .map_err(sqlite_error)?;
+            Ok(log::cut_tile(tile, stored))
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.with_reader(|connection| {
+            let row: Option<(i64, Vec<u8>, String)> = connection
+                .query_row(
+                    "SELECT tree_size, root, note FROM log_checkpoints ORDER BY tree_size DESC LIMIT 1",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(sqlite_error)?;
+            row.map(|(size, root, note)| {
+                Ok(StoredCheckpoint {
+                    size: tlog::TreeSize(plan::count(size)?),
+                    root: log::decode_hash(&root)?,
+                    note,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let checkpoint = checkpoint.clone();
+        let size = log::to_i64(checkpoint.size.0)?;
+        self.with_writer(move |connection| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let latest: Option<(i64, Vec<u8>)> = transaction
+                .query_row(
+                    "SELECT tree_size, root FROM log_checkpoints ORDER BY tree_size DESC LIMIT 1",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sqlite_error)?;
+            let latest = latest
+                .map(|(size, root)| plan::count(size).map(|size| (size, root)))
+                .transpose()?;
+            if log::check_checkpoint(latest, &checkpoint)? {
+                transaction
+                    .execute(
+                        "INSERT INTO log_checkpoints (tree_size, root, note, saved_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![size, checkpoint.root.as_bytes().as_slice(), checkpoint.note, now_ms()],
+                    )
+                    .map_err(sqlite_error)?;
+            }
+            transaction.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+}
+
+fn select_log_size(connection: &Connection) -> Result<u64, StoreError> {
+    let size: Option<i64> = connection
+        .query_row("SELECT tree_size FROM log_state WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(sqlite_error)?;
+    plan::count(size.unwrap_or(0))
 }
 
 fn write_batch(

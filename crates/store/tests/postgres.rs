@@ -50,6 +50,8 @@ async fn conformance_suite_passes_twice_on_one_schema() {
     let (store, _guard) = testing::postgres_test_store(&url).await;
     conformance::run_all(&store).await;
     conformance::run_all(&store).await;
+    conformance::run_log_all(&store, "postgres").await;
+    conformance::run_log_all(&store, "postgres").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,6 +61,7 @@ async fn conformance_suite_passes_on_a_multi_thread_runtime() {
     };
     let (store, _guard) = testing::postgres_test_store(&url).await;
     conformance::run_all(&store).await;
+    conformance::run_log_all(&store, "postgres").await;
 }
 
 #[tokio::test]
@@ -173,7 +176,9 @@ async fn an_unreachable_server_is_an_error() {
 
 #[tokio::test]
 async fn the_guard_drops_the_schema_when_a_test_panics() {
-    let Some(url) = testing::postgres_url_or_skip().await else { return };
+    let Some(url) = testing::postgres_url_or_skip().await else {
+        return;
+    };
     let region = testing::unique_region();
     let schema = PostgresStore::schema_for(&region);
     let task_url = url.clone();

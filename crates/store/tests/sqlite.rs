@@ -54,6 +54,8 @@ async fn conformance_suite_passes_twice_on_one_store() {
     let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
     conformance::run_all(&store).await;
     conformance::run_all(&store).await;
+    conformance::run_log_all(&store, "sqlite").await;
+    conformance::run_log_all(&store, "sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +63,7 @@ async fn conformance_suite_passes_on_a_multi_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), region("us")).unwrap();
     conformance::run_all(&store).await;
+    conformance::run_log_all(&store, "sqlite").await;
 }
 
 #[tokio::test]

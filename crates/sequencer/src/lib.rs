@@ -1,0 +1,24 @@
+//! The writer side of a region's Merkle log: the [`Sequencer`] assigns each entry its index
+//! by group commit (an appender hears its index only once the batch holding its entry is
+//! durable in the store), [`Integration`] keeps the tree's right edge and the tiles a batch
+//! changes, and the [`Checkpointer`] signs C2SP checkpoints that always extend the last one
+//! it persisted. [`salted_entry`] is the entry layout: a decision's canonical bytes behind a
+//! caller-drawn salt.
+//!
+//! Pure parts ([`Integration`], [`salted_entry`]) do no IO and draw no randomness; the
+//! async parts talk to a [`store::LogStore`] only.
+
+mod checkpointer;
+mod entry;
+mod integration;
+mod sequencer;
+
+pub use checkpointer::{
+    CHECKPOINT_INTERVAL_DEFAULT, CheckpointError, Checkpointer, SignedCheckpoint,
+};
+pub use entry::{
+    CANONICAL_BYTES_MAX, ENTRY_FORMAT_VERSION, EntryFormatError, SALT_BYTES, parse_salted_entry,
+    salted_entry,
+};
+pub use integration::{Integration, IntegrationError};
+pub use sequencer::{AppendError, BATCH_ENTRIES_MAX, QUEUE_ENTRIES_MAX, Receipt, Sequencer};

@@ -1,0 +1,164 @@
+//! Group commit for one region's log. Appenders hand entries to one background task over a
+//! bounded queue; the task drains what is queued (up to [`BATCH_ENTRIES_MAX`]), integrates
+//! the batch, writes entries, tiles and state in one store transaction, and only then
+//! answers each appender with its index. If the write fails, every appender of the batch
+//! gets the error, none is acknowledged, and the task reloads its view from the store
+//! before the next batch (the write may have committed even though it reported failure).
+//!
+//! An appender that stops waiting (its future dropped) may still have its entry logged:
+//! the log records attempts, and a dropped caller is not a reason to rewrite it.
+
+use std::sync::Arc;
+
+use store::{LOG_BATCH_ENTRIES_MAX, LogBatch, LogStore, StoreError};
+use tlog::{ENTRY_BYTES_MAX, Hash, LeafIndex, leaf_hash};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::integration::{Integration, IntegrationError};
+
+/// Entries waiting for the sequencer; appenders wait for room beyond this (backpressure).
+pub const QUEUE_ENTRIES_MAX: usize = 8_192;
+/// Most entries integrated and written in one transaction.
+pub const BATCH_ENTRIES_MAX: usize = 1_024;
+
+const _: () = assert!(BATCH_ENTRIES_MAX <= LOG_BATCH_ENTRIES_MAX);
+
+/// Proof of sequencing handed to an appender once its entry is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub index: LeafIndex,
+    pub leaf_hash: Hash,
+}
+
+/// Why an entry was not acknowledged. Except for `EntryTooLarge`, the entry may or may
+/// not be in the log; it was not acknowledged, so no one may rely on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    #[error("entry of {bytes} bytes exceeds the limit of {ENTRY_BYTES_MAX}")]
+    EntryTooLarge { bytes: usize },
+    #[error("the log store failed to write the batch")]
+    Store(#[source] Arc<StoreError>),
+    #[error("the log state could not be loaded from the store")]
+    Unavailable(#[source] Arc<IntegrationError>),
+    #[error("the sequencer has stopped")]
+    Stopped,
+}
+
+struct Pending {
+    entry: Vec<u8>,
+    reply: oneshot::Sender<Result<Receipt, AppendError>>,
+}
+
+/// The one writer of a region's log in this process. Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Sequencer {
+    sender: mpsc::Sender<Pending>,
+    task: JoinHandle<()>,
+}
+
+impl Sequencer {
+    /// Loads the log state from `store` and starts the sequencing task.
+    pub async fn start(store: Arc<dyn LogStore>) -> Result<Sequencer, IntegrationError> {
+        let integration = Integration::load(store.as_ref()).await?;
+        let (sender, receiver) = mpsc::channel(QUEUE_ENTRIES_MAX);
+        let task = tokio::spawn(run(store, Some(integration), receiver));
+        Ok(Sequencer { sender, task })
+    }
+
+    /// Sequences one entry; returns once the batch holding it is durable.
+    pub async fn append(&self, entry: Vec<u8>) -> Result<Receipt, AppendError> {
+        if entry.len() > ENTRY_BYTES_MAX {
+            return Err(AppendError::EntryTooLarge { bytes: entry.len() });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Pending { entry, reply })
+            .await
+            .map_err(|_| AppendError::Stopped)?;
+        answer.await.map_err(|_| AppendError::Stopped)?
+    }
+
+    /// Stops taking entries, lets the task finish what is queued, and waits for it.
+    pub async fn close(self) {
+        let Sequencer { sender, task } = self;
+        drop(sender);
+        if let Err(error) = task.await
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+}
+
+async fn run(
+    store: Arc<dyn LogStore>,
+    mut integration: Option<Integration>,
+    mut receiver: mpsc::Receiver<Pending>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_ENTRIES_MAX {
+            match receiver.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let current = match integration.take() {
+            Some(current) => current,
+            None => match Integration::load(store.as_ref()).await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    tracing::error!(%error, entries = batch.len(), "log state unavailable; batch refused");
+                    let error = Arc::new(error);
+                    for pending in batch {
+                        let _ = pending
+                            .reply
+                            .send(Err(AppendError::Unavailable(Arc::clone(&error))));
+                    }
+                    continue;
+                }
+            },
+        };
+        let (entries, replies): (Vec<Vec<u8>>, Vec<_>) = batch
+            .into_iter()
+            .map(|pending| (pending.entry, pending.reply))
+            .unzip();
+        let leaves: Vec<Hash> = entries.iter().map(|entry| leaf_hash(entry)).collect();
+        let (next, tiles) = current.integrate(&leaves);
+        let first_index = current.size().0;
+        let log_batch = LogBatch {
+            first_index,
+            entries,
+            tiles,
+            state: next.state(),
+        };
+        match store.append_batch(&log_batch).await {
+            Ok(()) => {
+                integration = Some(next);
+                for (offset, (reply, leaf_hash)) in replies.into_iter().zip(leaves).enumerate() {
+                    let receipt = Receipt {
+                        index: LeafIndex(first_index + offset as u64),
+                        leaf_hash,
+                    };
+                    let _ = reply.send(Ok(receipt));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, first_index, entries = replies.len(), "log batch not persisted; nothing acknowledged");
+                let error = Arc::new(error);
+                for reply in replies {
+                    let _ = reply.send(Err(AppendError::Store(Arc::clone(&error))));
+                }
+                // Resume from what the store holds, not from what this task believed.
+                integration = match Integration::load(store.as_ref()).await {
+                    Ok(loaded) => Some(loaded),
+                    Err(error) => {
+                        tracing::error!(%error, "log state unavailable after a failed batch");
+                        None
+                    }
+                };
+            }
+        }
+    }
+}
