@@ -1,8 +1,9 @@
 //! `custos`, the one binary: set up a deployment, serve it, import data, run the demo, manage
-//! keys. Each subcommand is a thin shell over the `service` and `server` crates.
+//! keys, audit a log and check receipts. Each subcommand is a thin shell over the `service` and `server` crates.
 
 mod demo;
 mod import;
+mod log_commands;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,16 @@ enum Command {
     Import(import::ImportArgs),
     /// Build a synthetic platform and show what custos does with it.
     Demo(demo::DemoArgs),
+    /// Audit a region's transparency log from outside.
+    Log {
+        #[command(subcommand)]
+        command: log_commands::LogCommand,
+    },
+    /// Check receipts offline.
+    Receipt {
+        #[command(subcommand)]
+        command: log_commands::ReceiptCommand,
+    },
     /// Key management.
     Keys {
         #[command(subcommand)]
@@ -123,6 +134,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import(args) => import::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Log { command } => tokio::task::spawn_blocking(move || log_commands::run_log(command)).await?,
+        Command::Receipt { command } => tokio::task::spawn_blocking(move || log_commands::run_receipt(command)).await?,
         Command::Keys { command: KeysCommand::Rotate { data, region } } => {
             let (_, vault) = service::open_deployment(&data, Arc::new(SystemClock)).await?;
             let report = vault.rotate_keys(&region).await?;

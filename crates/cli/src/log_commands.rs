@@ -1,0 +1,526 @@
+//! `custos log verify` and `custos receipt verify`: thin shells over the `audit` crate. This
+//! file brings the transport (an HTTP(S) [`Fetcher`]), the progress bar, and the trusted
+//! state kept between runs (one file per log origin, replaced atomically).
+//!
+//! Receipt input: the tlog-proof file (`--proof`) is the receipt the log handed out; the
+//! entry is read from `--entry`. `--index`, `--leaf-hash` and `--origin` pin what the writer
+//! was promised; each one left out is taken from the proof (index, origin) or the entry
+//! (leaf hash), so the check then only shows that the entry is in a checkpoint signed by
+//! the key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use audit::{
+    BUNDLE_BYTES_MAX, CHECKPOINT_BYTES_MAX, FetchError, Fetcher, Receipt, TrustedState,
+    VerifyOptions, VerifyReport, verify_log, verify_receipt,
+};
+use tlog::tile::TILE_BYTES_MAX;
+use tlog::{Checkpoint, Hash, LeafIndex, Note, TlogProof, leaf_hash, tiles_for_size};
+
+/// Subcommands of `custos log`.
+#[derive(Debug, clap::Subcommand)]
+pub enum LogCommand {
+    /// Audit a region's log: check the checkpoint signature, every tile (and with
+    /// --entries every entry) against the signed root, and consistency with the state
+    /// stored by the previous run.
+    Verify(VerifyArgs),
+}
+
+/// Subcommands of `custos receipt`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReceiptCommand {
+    /// Check offline that an entry is in the log, from its tlog-proof.
+    Verify(ReceiptVerifyArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The log prefix, e.g. `https://custos.example/log/eu`; resources are fetched from
+    /// `<url>/checkpoint` and `<url>/tile/...`.
+    #[arg(long)]
+    pub url: String,
+    /// The log's verifier key (signed-note vkey).
+    #[arg(long)]
+    pub key: String,
+    /// Directory keeping the last verified checkpoint per log (`<origin>.state`). Without
+    /// it, nothing is remembered and consistency with earlier runs is not checked.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Also fetch every entry bundle and check every entry.
+    #[arg(long)]
+    pub entries: bool,
+    /// A witness cosigner vkey whose cosignatures are counted (repeatable).
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// Bearer token for the entry bundles (the only resources that need one).
+    #[arg(long, env = "CUSTOS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReceiptVerifyArgs {
+    /// The log's verifier key (signed-note vkey).
+    #[arg(long)]
+    pub key: String,
+    /// The entry, exactly as it was appended.
+    #[arg(long)]
+    pub entry: PathBuf,
+    /// The tlog-proof (`c2sp.org/tlog-proof@v1`) the log returned for the entry.
+    #[arg(long)]
+    pub proof: PathBuf,
+    /// The index the log promised; defaults to the proof's index.
+    #[arg(long)]
+    pub index: Option<u64>,
+    /// The leaf hash the log promised (standard base64); defaults to the entry's hash.
+    #[arg(long)]
+    pub leaf_hash: Option<String>,
+    /// The log origin the receipt is from; defaults to the proof checkpoint's origin.
+    #[arg(long)]
+    pub origin: Option<String>,
+}
+
+/// Runs a `custos log` subcommand; a log that fails the audit is an error naming the
+/// tile, entry index, rollback or fork at fault.
+pub fn run_log(command: LogCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LogCommand::Verify(args) => {
+            let summary = verify_log_command(&args, progress_bar_if_terminal())?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs a `custos receipt` subcommand.
+pub fn run_receipt(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReceiptCommand::Verify(args) => {
+            let checkpoint = verify_receipt_command(&args)?;
+            println!(
+                "receipt verified: {} size {} root {}",
+                checkpoint.origin(),
+                checkpoint.size(),
+                checkpoint.root().to_base64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The longest a whole request may take, connection to last byte: a full tile is 8 KiB
+/// and the largest entry bundle about 16 MiB.
+pub const REQUEST_DURATION_MAX: Duration = Duration::from_secs(120);
+/// Tiles fetched at once before the verifier asks for them.
+pub const FETCH_THREADS: usize = 4;
+/// Redirects followed; the bearer token is never sent across them (ureq's default).
+pub const REDIRECTS_MAX: u32 = 5;
+
+/// An audit [`Fetcher`] over HTTP and HTTPS (rustls on aws-lc-rs, Mozilla's roots). A 404
+/// is a resource the log does not have; any other non-2xx status is an error. Responses
+/// are read up to the limit of the resource kind (checkpoint, tile or entry bundle).
+#[derive(Clone)]
+pub struct HttpFetcher {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl fmt::Debug for HttpFetcher {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a secret: never print it.
+        formatter
+            .debug_struct("HttpFetcher")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl HttpFetcher {
+    /// A fetcher for the log at `base` (the log prefix, with or without a trailing `/`);
+    /// `token` is sent as `Authorization: Bearer` with entry bundle requests only.
+    pub fn new(base: &str, token: Option<String>) -> HttpFetcher {
+        let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::WebPki)
+            .unversioned_rustls_crypto_provider(crypto)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_DURATION_MAX))
+            .max_redirects(REDIRECTS_MAX)
+            .user_agent(concat!("custos/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        HttpFetcher {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// The log prefix requests are made under.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+impl Fetcher for HttpFetcher {
+    fn fetch(&self, path: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        if path.is_empty()
+            || path.starts_with('/')
+            || path
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+            || path.contains(['?', '#', '%', '\\'])
+        {
+            return Err(FetchError::InvalidPath {
+                path: path.to_owned(),
+            });
+        }
+        let is_bundle = path.starts_with("tile/entries/");
+        let bytes_max = if path == "checkpoint" {
+            CHECKPOINT_BYTES_MAX
+        } else if is_bundle {
+            BUNDLE_BYTES_MAX
+        } else {
+            TILE_BYTES_MAX
+        };
+        let mut request = self
+            .agent
+            .get(format!("{}/{path}", self.base))
+            .header("Accept-Encoding", "gzip, identity");
+        if is_bundle && let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.call().map_err(transport)?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(FetchError::Status { status });
+        }
+        // The limit applies after decompression, so a small gzip bomb is stopped too.
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(bytes_max as u64)
+            .read_to_vec()
+            .map_err(|error| match error {
+                ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge { bytes_max },
+                other => transport(other),
+            })?;
+        Ok(Some(bytes))
+    }
+}
+
+fn transport(error: ureq::Error) -> FetchError {
+    FetchError::Transport {
+        reason: error.to_string(),
+    }
+}
+
+/// What a successful `custos log verify` prints.
+#[derive(Clone, Debug)]
+pub struct LogSummary {
+    pub report: VerifyReport,
+    /// Where the new state was written, if a state directory was given.
+    pub state_file: Option<PathBuf>,
+    /// The size of the stored state the new checkpoint was checked against.
+    pub previous_size: Option<u64>,
+}
+
+impl fmt::Display for LogSummary {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = &self.report;
+        let entries = match report.entries_verified {
+            Some(count) => count.to_string(),
+            None => "not checked".to_owned(),
+        };
+        let cosigners = if report.cosigners.is_empty() {
+            "none".to_owned()
+        } else {
+            report.cosigners.join(",")
+        };
+        let consistency = match (self.previous_size, &self.state_file) {
+            (Some(size), _) => format!("consistent with stored size {size}"),
+            (None, Some(path)) => format!("first state stored in {}", path.display()),
+            (None, None) => "no stored state".to_owned(),
+        };
+        write!(
+            formatter,
+            "verified {} size {} root {}: {} tiles, entries {}, cosigners {}, {}",
+            report.checkpoint.origin(),
+            report.checkpoint.size(),
+            report.checkpoint.root().to_base64(),
+            report.tiles_verified,
+            entries,
+            cosigners,
+            consistency
+        )
+    }
+}
+
+/// The progress display: a bar on a terminal, nothing otherwise.
+pub fn progress_bar_if_terminal() -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {wide_bar} {pos}/{len} tiles and bundles ({eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// `custos log verify` without printing: fetches the checkpoint, loads the state stored
+/// for its origin, audits the log and, on success, stores the new state.
+pub fn verify_log_command(
+    args: &VerifyArgs,
+    progress: indicatif::ProgressBar,
+) -> anyhow::Result<LogSummary> {
+    let http = HttpFetcher::new(&args.url, args.token.clone());
+    // The checkpoint is read once here, before `verify_log` sees it, to learn which state
+    // file to load and which tiles to fetch ahead. Nothing in it is trusted yet:
+    // `verify_log` checks the signature on these same bytes and the origin against the
+    // stored state.
+    let checkpoint_bytes = http
+        .fetch("checkpoint")
+        .with_context(|| format!("failed to fetch {}/checkpoint", http.base()))?
+        .with_context(|| format!("{}/checkpoint does not exist", http.base()))?;
+    let unverified = unverified_checkpoint(&checkpoint_bytes)
+        .with_context(|| format!("{}/checkpoint is not a checkpoint", http.base()))?;
+
+    let state_file = args
+        .state
+        .as_ref()
+        .map(|directory| state_path(directory, unverified.origin()));
+    let previous = match &state_file {
+        Some(path) => read_state(path)?,
+        None => None,
+    };
+
+    let fetcher = PrefetchingFetcher::new(&http, checkpoint_bytes);
+    fetcher.prefetch_tiles(&unverified);
+
+    let witnesses: Vec<&str> = args.witnesses.iter().map(String::as_str).collect();
+    let report_progress = |done: u64, total: u64| {
+        progress.set_length(total);
+        progress.set_position(done);
+    };
+    let outcome = verify_log(
+        &fetcher,
+        &args.key,
+        previous.as_ref(),
+        VerifyOptions {
+            entries: args.entries,
+            witnesses: &witnesses,
+            progress: Some(&report_progress),
+        },
+    );
+    progress.finish_and_clear();
+    let report = outcome.with_context(|| format!("log at {} failed verification", http.base()))?;
+
+    if let Some(path) = &state_file {
+        write_state_atomically(path, &report.state)?;
+    }
+    Ok(LogSummary {
+        report,
+        state_file,
+        previous_size: previous.map(|state| state.size.0),
+    })
+}
+
+/// `custos receipt verify` without printing: returns the checkpoint the proof leads to.
+pub fn verify_receipt_command(args: &ReceiptVerifyArgs) -> anyhow::Result<Checkpoint> {
+    let entry = read_bounded(&args.entry, tlog::ENTRY_BYTES_MAX)?;
+    let proof_bytes = read_bounded(&args.proof, tlog::tlog_proof::TLOG_PROOF_BYTES_MAX)?;
+    let proof = TlogProof::parse(&proof_bytes)
+        .with_context(|| format!("{} is not a tlog-proof", args.proof.display()))?;
+    let leaf_hash = match &args.leaf_hash {
+        Some(text) => Hash::from_base64(text)
+            .with_context(|| format!("--leaf-hash {text:?} is not a base64 SHA-256 hash"))?,
+        None => leaf_hash(&entry),
+    };
+    let receipt = Receipt {
+        origin: args
+            .origin
+            .clone()
+            .unwrap_or_else(|| proof.checkpoint().origin().to_owned()),
+        index: args.index.map_or(proof.index(), LeafIndex),
+        leaf_hash,
+    };
+    verify_receipt(&receipt, &entry, &proof, &args.key).with_context(|| {
+        format!(
+            "receipt for entry {} of {} failed verification",
+            receipt.index.0, receipt.origin
+        )
+    })
+}
+
+/// The file holding the trusted state of the log `origin` in `directory`: the origin with
+/// every byte outside `[A-Za-z0-9.-]` written as `_xx` (hex), so distinct origins never
+/// share a file and no origin can name a path outside the directory.
+pub fn state_path(directory: &Path, origin: &str) -> PathBuf {
+    let mut name = String::with_capacity(origin.len() + ".state".len());
+    for byte in origin.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'.' || byte == b'-' {
+            name.push(char::from(byte));
+        } else {
+            name.push_str(&format!("_{byte:02x}"));
+        }
+    }
+    name.push_str(".state");
+    directory.join(name)
+}
+
+/// The largest state file read: three short lines.
+const STATE_FILE_BYTES_MAX: usize = 4 * 1024;
+
+fn read_state(path: &Path) -> anyhow::Result<Option<TrustedState>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(error).with_context(|| format!("failed to read {}", path.display()));
+        }
+    };
+    anyhow::ensure!(
+        bytes.len() <= STATE_FILE_BYTES_MAX,
+        "state file {} is larger than {STATE_FILE_BYTES_MAX} bytes",
+        path.display()
+    );
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("state file {} is not UTF-8", path.display()))?;
+    let state = TrustedState::parse(text)
+        .with_context(|| format!("state file {} is malformed", path.display()))?;
+    Ok(Some(state))
+}
+
+/// Writes the state to a temporary file in the same directory, syncs it and renames it
+/// over the old one, so a crash leaves either the old state or the new, never half of one.
+fn write_state_atomically(path: &Path, state: &TrustedState) -> anyhow::Result<()> {
+    let directory = path.parent().context("state path has no directory")?;
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("failed to create {}", directory.display()))?;
+    let file_name = path
+        .file_name()
+        .context("state path has no file name")?
+        .to_string_lossy();
+    let temporary = directory.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(state.to_text().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        // The rename is durable only once the directory is synced.
+        std::fs::File::open(directory)?.sync_all()
+    })();
+    if written.is_err() {
+        // Best effort: the temporary file may not exist if creating it failed.
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.with_context(|| format!("failed to write state file {}", path.display()))
+}
+
+fn read_bounded(path: &Path, bytes_max: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(bytes_max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() <= bytes_max,
+        "{} is larger than {bytes_max} bytes",
+        path.display()
+    );
+    Ok(bytes)
+}
+
+fn unverified_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
+    let note = Note::parse(bytes).map_err(|error| anyhow::anyhow!("{error}"))?;
+    Checkpoint::parse(note.text()).map_err(|error| anyhow::anyhow!("{error}"))
+}
+
+type Fetched = Result<Option<Vec<u8>>, FetchError>;
+
+/// Serves the checkpoint bytes already read, and tiles fetched ahead on a few threads;
+/// anything else (partial-tile fallbacks, entry bundles) is fetched when asked for. Each
+/// prefetched tile is handed over once, so it is not held twice.
+struct PrefetchingFetcher<'a> {
+    http: &'a HttpFetcher,
+    checkpoint: Vec<u8>,
+    fetched: Mutex<HashMap<String, Fetched>>,
+}
+
+impl<'a> PrefetchingFetcher<'a> {
+    fn new(http: &'a HttpFetcher, checkpoint: Vec<u8>) -> PrefetchingFetcher<'a> {
+        PrefetchingFetcher {
+            http,
+            checkpoint,
+            fetched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Fetches every tile of the checkpoint's tree, unless the tree is beyond what the
+    /// verifier takes (it will refuse it before asking for tiles).
+    fn prefetch_tiles(&self, checkpoint: &Checkpoint) {
+        if checkpoint.size().0 > audit::TREE_SIZE_MAX {
+            return;
+        }
+        let paths: Vec<String> = tiles_for_size(checkpoint.size())
+            .iter()
+            .map(|tile| tile.path())
+            .collect();
+        let next = Mutex::new(paths.into_iter());
+        std::thread::scope(|scope| {
+            for _ in 0..FETCH_THREADS {
+                scope.spawn(|| {
+                    loop {
+                        let Some(path) = next.lock().unwrap_or_else(PoisonError::into_inner).next()
+                        else {
+                            break;
+                        };
+                        let fetched = self.http.fetch(&path);
+                        self.fetched
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(path, fetched);
+                    }
+                });
+            }
+        });
+    }
+}
+
+impl Fetcher for PrefetchingFetcher<'_> {
+    fn fetch(&self, path: &str) -> Fetched {
+        if path == "checkpoint" {
+            return Ok(Some(self.checkpoint.clone()));
+        }
+        let prefetched = self
+            .fetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(path);
+        match prefetched {
+            Some(fetched) => fetched,
+            None => self.http.fetch(path),
+        }
+    }
+}
