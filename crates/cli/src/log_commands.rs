@@ -31,6 +31,14 @@ pub enum LogCommand {
     /// --entries every entry) against the signed root, and consistency with the state
     /// stored by the previous run.
     Verify(VerifyArgs),
+    /// Print a region's log verifier key (signed-note `name+hash+base64` form), for auditors
+    /// to pass to `custos log verify --key`.
+    Key {
+        #[arg(long, env = "CUSTOS_DATA")]
+        data: std::path::PathBuf,
+        #[arg(long)]
+        region: model::RegionId,
+    },
 }
 
 /// Subcommands of `custos receipt`.
@@ -93,6 +101,10 @@ pub fn run_log(command: LogCommand) -> anyhow::Result<ExitCode> {
         LogCommand::Verify(args) => {
             let summary = verify_log_command(&args, progress_bar_if_terminal())?;
             println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::Key { data, region } => {
+            println!("{}", service::log_verifier_key(&data, &region)?);
             Ok(ExitCode::SUCCESS)
         }
     }

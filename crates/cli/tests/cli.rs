@@ -145,6 +145,21 @@ fn serve_answers_health_and_ingest() {
         body.len()
     ));
     assert!(ingest.starts_with("HTTP/1.1 200") && ingest.contains("\"values_added\":1"), "{ingest}");
+    // An auditor checks the region's log from outside with the published key.
+    let key = custos(&["log", "key", "--data", data.to_str().unwrap(), "--region", "us"]);
+    assert!(key.status.success(), "{}", text(&key));
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    assert!(key.starts_with("localhost/custos/us+"), "{key}");
+    let state = dir.path().join("audit-state");
+    let url = format!("http://{address}/log/us");
+    let verified = custos(&["log", "verify", "--url", &url, "--key", &key, "--state", state.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(text(&verified).contains("verified localhost/custos/us size 0"), "{}", text(&verified));
+    let wrong_key = custos(&["log", "key", "--data", data.to_str().unwrap(), "--region", "eu"]);
+    let wrong_key = String::from_utf8_lossy(&wrong_key.stdout).trim().to_owned();
+    let refused = custos(&["log", "verify", "--url", &url, "--key", &wrong_key]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+
     // One process per deployment: a second one is refused while the server runs.
     let refused = custos(&["keys", "rotate", "--data", data.to_str().unwrap(), "--region", "us"]);
     assert!(!refused.status.success());

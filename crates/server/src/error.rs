@@ -22,6 +22,9 @@ pub enum ErrorCode {
     IntegrityError,
     StorageUnavailable,
     KeysUnavailable,
+    /// No such tile or entry bundle in this log (beyond the tree, or not a tile path).
+    TileNotFound,
+    LogUnavailable,
     Internal,
 }
 
@@ -97,6 +100,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::Keys(_) | ServiceError::Seal(_) => {
                 tracing::error!(%error, "key provider failure");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::KeysUnavailable, "the key provider is unavailable")
+            }
+            ServiceError::InvalidProofRequest(_) | ServiceError::LogEntryRejected(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string())
+            }
+            ServiceError::Log(_) => {
+                tracing::error!(%error, "access log failure");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::LogUnavailable, "the access log is unavailable")
             }
             ServiceError::Internal(_) => {
                 tracing::error!(%error, "internal failure");

@@ -27,23 +27,28 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// Machine clients present `Authorization: Bearer <service token>`.
 pub(crate) async fn require_service_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+    if !has_service_token(&state, request.headers()) {
+        return unauthenticated();
+    }
+    next.run(request).await
+}
+
+/// Does the request carry a known service token?
+pub(crate) fn has_service_token(state: &AppState, headers: &header::HeaderMap) -> bool {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    let known = presented.is_some_and(|token| state.service_tokens.iter().any(|known| known.matches(token)));
-    if !known {
-        let mut response = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthenticated,
-            "a valid service bearer token is required",
-        )
-        .into_response();
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        return response;
-    }
-    next.run(request).await
+    presented.is_some_and(|token| state.service_tokens.iter().any(|known| known.matches(token)))
+}
+
+/// 401 with the JSON error and a `WWW-Authenticate` challenge.
+pub(crate) fn unauthenticated() -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "a valid service bearer token is required")
+            .into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -87,6 +92,10 @@ async fn ingest_subjects(State(state): State<AppState>, ApiJson(request): ApiJso
         return Err(ApiError::invalid_input(rejections));
     }
     Ok(Json(state.vault.ingest(validated).await?))
+}
+
+pub(crate) fn region_id(region: &str) -> Result<RegionId, ApiError> {
+    RegionId::new(region).map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()))
 }
 
 fn ids(region: &str, subject: &str) -> Result<(RegionId, SubjectId), ApiError> {

@@ -3,6 +3,7 @@
 
 mod error;
 mod ingest;
+mod log;
 mod metrics_layer;
 
 use std::sync::Arc;
@@ -18,6 +19,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use log::{
+    CHECKPOINT_CACHE_CONTROL, FULL_BUNDLE_CACHE_CONTROL, FULL_TILE_CACHE_CONTROL, PARTIAL_BUNDLE_CACHE_CONTROL,
+    PARTIAL_TILE_CACHE_CONTROL,
+};
 pub use metrics_layer::prometheus_handle;
 
 /// Largest request body accepted, in bytes.
@@ -34,7 +39,10 @@ pub struct AppState {
 #[openapi(
     info(title = "custos", description = "Purpose-bound, logged, minimized access to personal data."),
     modifiers(&SecuritySchemes),
+    // The tile route has a wildcard path, so it is routed outside `routes!` (see `app`).
+    paths(log::tile),
     tags((name = "ingest", description = "Platform services write subjects and values."),
+         (name = "log", description = "Each region's access log: C2SP tlog-tiles under /log/{region}/ (checkpoint and hash tiles public; entry bundles need a service token until the auditor role arrives with staff identity), proofs and signing under /v1/log/{region}/."),
          (name = "operations", description = "Health, metrics and this document."))
 )]
 struct ApiDoc;
@@ -55,6 +63,7 @@ pub fn app(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     Router::new()
         .merge(api)
+        .route("/log/{region}/tile/{*path}", get(log::tile))
         .route("/openapi.json", get(move || openapi_json(Arc::clone(&openapi))))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -69,8 +78,10 @@ pub fn openapi(state: AppState) -> utoipa::openapi::OpenApi {
 }
 
 fn api_router(state: AppState) -> OpenApiRouter<AppState> {
-    let authenticated = ingest::routes().layer(middleware::from_fn_with_state(state, ingest::require_service_token));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(authenticated)
+    let authenticated = ingest::routes()
+        .merge(log::authenticated_routes())
+        .layer(middleware::from_fn_with_state(state, ingest::require_service_token));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(authenticated).merge(log::public_routes())
 }
 
 async fn openapi_json(openapi: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {

@@ -4,19 +4,23 @@
 //! Layout of a data directory (SQLite, keyring defaults):
 //! - `custos.toml` — the configuration ([`Config`]);
 //! - `keyring.json` — key-encryption keys, mode 0600 (keyring provider only);
-//! - `regions/<region>.db` — one SQLite database per region (SQLite backend only).
+//! - `regions/<region>.db` — one SQLite database per region (SQLite backend only);
+//! - `log-keys.json` — the access logs' Ed25519 signing seeds, mode 0600 ([`LogKeys`]).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use model::{GeoDb, RegionId};
 use seal::{DataKeyCache, KeyProvider, KeyringFile, Pkcs11Config, Pkcs11Provider};
 use serde::{Deserialize, Serialize};
-use store::{PostgresStore, RegionStore, SqliteStore};
+use store::{LogStore, PostgresStore, RegionStore, SqliteStore};
 
+use crate::log::{RegionLog, log_origin};
+use crate::log_keys::LogKeys;
 use crate::{Clock, RegionSetup, Vault, VaultOptions};
 
 pub const CONFIG_FILE_NAME: &str = "custos.toml";
@@ -26,12 +30,27 @@ const KEYRING_FILE_NAME: &str = "keyring.json";
 const REGIONS_DIR_NAME: &str = "regions";
 /// Prefix of service tokens, so that a leaked one is recognisable by secret scanners.
 const SERVICE_TOKEN_PREFIX: &str = "cst_";
+/// Host part of the log origins (`<host>/custos/<region>`) when the configuration names none.
+pub const LOG_ORIGIN_HOST_DEFAULT: &str = "localhost";
+/// How often each region's log is signed when the configuration does not say.
+pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Longest accepted checkpoint interval: a log that signs less often than this delays every
+/// receipt's verifiability for too long.
+pub const CHECKPOINT_INTERVAL_MS_MAX: u64 = 3_600_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The regions this node serves; it holds keys and storage for these only.
     pub regions: Vec<RegionId>,
+    // Plain values before the tables, so that TOML can write them.
+    /// Host part of each region's log origin, `<host>/custos/<region>`: the name in the
+    /// signed checkpoints and the verifier key. Default `localhost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_origin_host: Option<String>,
+    /// Milliseconds between checkpoint signings of each region's log. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_interval_ms: Option<u64>,
     pub storage: StorageConfig,
     pub keys: KeysConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +58,21 @@ pub struct Config {
     /// Machine identities allowed to call the ingest API. Only token digests are stored.
     #[serde(default)]
     pub service_tokens: Vec<ServiceToken>,
+}
+
+impl Config {
+    pub fn log_origin_host(&self) -> &str {
+        self.log_origin_host.as_deref().unwrap_or(LOG_ORIGIN_HOST_DEFAULT)
+    }
+
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.checkpoint_interval_ms.unwrap_or(CHECKPOINT_INTERVAL_MS_DEFAULT))
+    }
+
+    /// The origin of `region`'s log under this configuration.
+    pub fn log_origin(&self, region: &RegionId) -> String {
+        log_origin(self.log_origin_host(), region)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +135,10 @@ pub enum DeploymentError {
     Storage { region: RegionId, message: String },
     #[error("geo database {path}: {message}")]
     Geo { path: PathBuf, message: String },
+    #[error("log keys: {0}")]
+    LogKeys(#[from] crate::LogKeyError),
+    #[error("access log of region {region}: {message}")]
+    Log { region: RegionId, message: String },
 }
 
 /// What `custos init` sets up.
@@ -130,6 +168,7 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
             message: error.to_string(),
         })?;
     }
+    LogKeys::in_data_dir(dir).seeds_creating(&options.regions)?;
     let token = new_service_token()?;
     let config = Config {
         regions: options.regions,
@@ -140,6 +179,8 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
             name: "platform".to_owned(),
             sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())),
         }],
+        log_origin_host: Some(LOG_ORIGIN_HOST_DEFAULT.to_owned()),
+        checkpoint_interval_ms: Some(CHECKPOINT_INTERVAL_MS_DEFAULT),
     };
     let text = toml::to_string_pretty(&config)
         .map_err(|error| DeploymentError::Config { path: config_path.clone(), message: error.to_string() })?;
@@ -171,6 +212,21 @@ pub fn read_config(dir: &Path) -> Result<Config, DeploymentError> {
     if config.regions.is_empty() {
         return Err(DeploymentError::Config { path, message: "`regions` is empty".to_owned() });
     }
+    if let Some(interval) = config.checkpoint_interval_ms
+        && !(1..=CHECKPOINT_INTERVAL_MS_MAX).contains(&interval)
+    {
+        return Err(DeploymentError::Config {
+            path,
+            message: format!("`checkpoint_interval_ms` must be between 1 and {CHECKPOINT_INTERVAL_MS_MAX}"),
+        });
+    }
+    let host = config.log_origin_host();
+    if host.is_empty() || host.contains(['/', ' ', '\n', '+']) || !host.is_ascii() {
+        return Err(DeploymentError::Config {
+            path,
+            message: "`log_origin_host` must be a host name: non-empty ASCII without '/', '+', spaces or newlines".to_owned(),
+        });
+    }
     Ok(config)
 }
 
@@ -183,21 +239,33 @@ pub fn read_config(dir: &Path) -> Result<Config, DeploymentError> {
 pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Config, Vault), DeploymentError> {
     let config = read_config(dir)?;
     let lock = lock_deployment(dir)?;
+    // Under the lock: only the process holding it draws missing log keys.
+    let seeds = LogKeys::in_data_dir(dir).seeds_creating(&config.regions)?;
     let mut regions = Vec::with_capacity(config.regions.len());
+    let mut log_stores: Vec<Arc<dyn LogStore>> = Vec::with_capacity(config.regions.len());
     for region in &config.regions {
-        let store: Arc<dyn RegionStore> = match &config.storage {
-            StorageConfig::Sqlite => Arc::new(
-                SqliteStore::open(&dir.join(REGIONS_DIR_NAME), region.clone())
-                    .map_err(|error| DeploymentError::Storage { region: region.clone(), message: error.to_string() })?,
-            ),
-            StorageConfig::Postgres { url } => Arc::new(
-                PostgresStore::connect(url, region.clone())
-                    .await
-                    .map_err(|error| DeploymentError::Storage { region: region.clone(), message: error.to_string() })?,
-            ),
+        let storage = |error: store::StoreError| DeploymentError::Storage { region: region.clone(), message: error.to_string() };
+        // One object serves both the region's data and its log.
+        let (store, log): (Arc<dyn RegionStore>, Arc<dyn LogStore>) = match &config.storage {
+            StorageConfig::Sqlite => {
+                let store = Arc::new(SqliteStore::open(&dir.join(REGIONS_DIR_NAME), region.clone()).map_err(storage)?);
+                (store.clone(), store)
+            }
+            StorageConfig::Postgres { url } => {
+                let store = Arc::new(PostgresStore::connect(url, region.clone()).await.map_err(storage)?);
+                (store.clone(), store)
+            }
         };
         let keys = open_keys(dir, &config.keys, region)?;
         regions.push(RegionSetup { region: region.clone(), store, keys });
+        log_stores.push(log);
+    }
+    let mut logs = Vec::with_capacity(config.regions.len());
+    for ((region, store), seed) in config.regions.iter().zip(log_stores).zip(&seeds) {
+        let log = RegionLog::start(region.clone(), store, &config.log_origin(region), seed, Some(config.checkpoint_interval()))
+            .await
+            .map_err(|error| DeploymentError::Log { region: region.clone(), message: error.to_string() })?;
+        logs.push(log);
     }
     let geo = match &config.geo {
         Some(geo) => {
@@ -208,12 +276,41 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
         }
         None => None,
     };
-    let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() }).holding(lock);
+    let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() }).with_logs(logs).holding(lock);
     vault.complete_pending_shreds().await.map_err(|error| DeploymentError::Keys {
         region: config.regions[0].clone(),
         message: format!("failed to finish an interrupted erase or rotation: {error}"),
     })?;
     Ok((config, vault))
+}
+
+/// The verifier key (`<origin>+<key id hex>+<base64 type ‖ public key>`, the signed-note
+/// vkey form) of `region`'s log in the deployment at `dir`, for `custos log key`. Creates the
+/// region's signing key if the deployment predates log keys and no process has it open
+/// (a running node creates missing keys when it opens the deployment).
+pub fn log_verifier_key(dir: &Path, region: &RegionId) -> Result<String, DeploymentError> {
+    let config = read_config(dir)?;
+    if !config.regions.contains(region) {
+        return Err(DeploymentError::Config {
+            path: dir.join(CONFIG_FILE_NAME),
+            message: format!("region {region} is not served by this deployment"),
+        });
+    }
+    let keys = LogKeys::in_data_dir(dir);
+    let seed = match keys.seed(region) {
+        Ok(seed) => seed,
+        Err(crate::LogKeyError::Missing { .. }) => match lock_deployment(dir) {
+            Ok(_lock) => keys.seeds_creating(std::slice::from_ref(region))?.remove(0),
+            // The holder created every missing key when it opened the deployment.
+            Err(DeploymentError::InUse { .. }) => keys.seed(region)?,
+            Err(error) => return Err(error),
+        },
+        Err(error) => return Err(error.into()),
+    };
+    let origin = config.log_origin(region);
+    let signer = tlog::Signer::new(&origin, &seed)
+        .map_err(|error| DeploymentError::Log { region: region.clone(), message: error.to_string() })?;
+    Ok(signer.verifier().to_vkey())
 }
 
 fn lock_deployment(dir: &Path) -> Result<fs::File, DeploymentError> {

@@ -46,6 +46,12 @@ pub enum ServiceError {
     Seal(#[from] seal::SealError),
     #[error("storage: {0}")]
     Store(store::StoreError),
+    #[error("access log: {0}")]
+    Log(String),
+    #[error("log entry rejected: {0}")]
+    LogEntryRejected(String),
+    #[error("invalid proof request: {0}")]
+    InvalidProofRequest(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -9,6 +9,8 @@ mod clock;
 mod deployment;
 mod error;
 mod ingest;
+mod log;
+mod log_keys;
 mod vault;
 
 #[cfg(feature = "testing")]
@@ -18,8 +20,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
     CONFIG_FILE_NAME, Config, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig,
     init_data_dir, open_deployment, read_config,
+    CHECKPOINT_INTERVAL_MS_DEFAULT, CHECKPOINT_INTERVAL_MS_MAX, LOG_ORIGIN_HOST_DEFAULT, log_verifier_key,
 };
 pub use error::{ServiceError, ValueRejection};
+pub use log::{LogReceipt, RegionLog, log_origin};
+pub use log_keys::{LOG_KEYS_FILE_NAME, LogKeyError, LogKeys};
 pub use ingest::{
     INGEST_SUBJECTS_MAX, IngestOutcome, SubjectInput, VALUES_PER_SUBJECT_MAX, ValueInput, ValidatedSubject,
     validate_subject,

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use model::{FieldKind, RegionId, SubjectId};
 use seal::{DataKeyCache, KeyProvider, KeyringFile};
-use crate::{ManualClock, RegionSetup, SubjectInput, ValidatedSubject, Vault, VaultOptions, validate_subject};
+use crate::{ManualClock, RegionLog, RegionSetup, SubjectInput, ValidatedSubject, Vault, VaultOptions, validate_subject};
 use store::testing::SchemaGuard;
-use store::{PostgresStore, RegionStore, SqliteStore, StoredKey};
+use store::{LogStore, PostgresStore, RegionStore, SqliteStore, StoredKey};
 
 pub enum Backend {
     Sqlite { dir: PathBuf },
@@ -23,9 +23,16 @@ pub struct TestVault {
     pub region: RegionId,
     pub keys: Arc<dyn KeyProvider>,
     pub store: Arc<dyn RegionStore>,
+    /// The same store object, as the region's log store.
+    pub log_store: Arc<dyn LogStore>,
     pub backend: Backend,
     pub root: tempfile::TempDir,
 }
+
+/// The seed of every test vault's log key; tests verify against [`TestVault::log_verifier_key`].
+pub const TEST_LOG_SEED: [u8; 32] = [7; 32];
+/// Host of every test vault's log origin.
+pub const TEST_LOG_ORIGIN_HOST: &str = "custos.test";
 
 pub fn region(name: &str) -> RegionId {
     RegionId::new(name).unwrap()
@@ -52,8 +59,8 @@ pub async fn sqlite_vault(keys: Option<Arc<dyn KeyProvider>>) -> TestVault {
     let region = region("us");
     let keys = keys.unwrap_or_else(|| keyring(&root, &region));
     let dir = root.path().join("regions");
-    let store: Arc<dyn RegionStore> = Arc::new(SqliteStore::open(&dir, region.clone()).unwrap());
-    build(root, region, keys, store, Backend::Sqlite { dir })
+    let store = Arc::new(SqliteStore::open(&dir, region.clone()).unwrap());
+    build(root, region, keys, store.clone(), store, Backend::Sqlite { dir }).await
 }
 
 /// A vault on a fresh PostgreSQL schema, or `None` (after a SKIP line) without a server.
@@ -63,15 +70,25 @@ pub async fn postgres_vault(keys: Option<Arc<dyn KeyProvider>>, region_name: Opt
     let region = region_name.unwrap_or_else(store::testing::unique_region);
     let guard = SchemaGuard::new(&url, &region);
     let keys = keys.unwrap_or_else(|| keyring(&root, &region));
-    let store: Arc<dyn RegionStore> = Arc::new(PostgresStore::connect(&url, region.clone()).await.unwrap());
+    let store = Arc::new(PostgresStore::connect(&url, region.clone()).await.unwrap());
     let schema = guard.schema().to_owned();
-    Some(build(root, region, keys, store, Backend::Postgres { url, schema, _guard: guard }))
+    Some(build(root, region, keys, store.clone(), store, Backend::Postgres { url, schema, _guard: guard }).await)
 }
 
-fn build(root: tempfile::TempDir, region: RegionId, keys: Arc<dyn KeyProvider>, store: Arc<dyn RegionStore>, backend: Backend) -> TestVault {
+/// The vault with the region's log started (no periodic signer: tests sign on demand).
+async fn build(
+    root: tempfile::TempDir,
+    region: RegionId,
+    keys: Arc<dyn KeyProvider>,
+    store: Arc<dyn RegionStore>,
+    log_store: Arc<dyn LogStore>,
+    backend: Backend,
+) -> TestVault {
     let setup = RegionSetup { region: region.clone(), store: Arc::clone(&store), keys: Arc::clone(&keys) };
-    let vault = Arc::new(Vault::new(vec![setup], VaultOptions { geo: None, clock: clock(), cache: DataKeyCache::default() }));
-    TestVault { vault, region, keys, store, backend, root }
+    let origin = crate::log_origin(TEST_LOG_ORIGIN_HOST, &region);
+    let log = RegionLog::start(region.clone(), Arc::clone(&log_store), &origin, &TEST_LOG_SEED, None).await.unwrap();
+    let vault = Vault::new(vec![setup], VaultOptions { geo: None, clock: clock(), cache: DataKeyCache::default() }).with_logs(vec![log]);
+    TestVault { vault: Arc::new(vault), region, keys, store, log_store, backend, root }
 }
 
 /// The personal values every test ingests; none of them may ever appear in storage.
@@ -95,6 +112,11 @@ pub fn person(id: &str, region: &RegionId, values: &[(&str, &str)]) -> Validated
 }
 
 impl TestVault {
+    /// The verifier key of the region's log.
+    pub fn log_verifier_key(&self) -> String {
+        self.vault.log(&self.region).unwrap().verifier_key()
+    }
+
     pub async fn ingest(&self, id: &str, values: &[(&str, &str)]) {
         self.vault.ingest(vec![person(id, &self.region, values)]).await.unwrap();
     }

@@ -12,6 +12,7 @@ use seal::{DataKey, DataKeyCache, KeyProvider, KekVersion, ShredGroup, ValueAad,
 use serde::Serialize;
 use store::{ErasureRecord, RegionStore, Rewrap, SealedValue, StoredKey, SubjectUpsert, WriteBatch};
 
+use crate::log::{LogReceipt, RegionLog};
 use crate::{Clock, IngestOutcome, ServiceError, ValidatedSubject};
 
 /// One region this node serves: its storage and its key provider.
@@ -42,6 +43,8 @@ pub struct Vault {
     geo: Option<Arc<GeoDb>>,
     clock: Arc<dyn Clock>,
     cache: DataKeyCache,
+    /// The access log of each served region that has one (see [`Vault::with_logs`]).
+    logs: BTreeMap<RegionId, RegionLog>,
     /// The deployment lock file, held for as long as the vault lives.
     _lock: Option<std::fs::File>,
 }
@@ -96,13 +99,44 @@ impl Vault {
                 (setup.region, vault)
             })
             .collect();
-        Self { regions, geo: options.geo, clock: options.clock, cache: options.cache, _lock: None }
+        Self { regions, geo: options.geo, clock: options.clock, cache: options.cache, logs: BTreeMap::new(), _lock: None }
     }
 
     /// Keeps `lock` (an exclusively locked file) for the vault's lifetime.
     pub(crate) fn holding(mut self, lock: std::fs::File) -> Self {
         self._lock = Some(lock);
         self
+    }
+
+    /// Attaches started region logs. Each must be for a served region.
+    pub fn with_logs(mut self, logs: Vec<RegionLog>) -> Self {
+        for log in logs {
+            assert!(self.regions.contains_key(log.region()), "log of a region this vault does not serve");
+            self.logs.insert(log.region().clone(), log);
+        }
+        self
+    }
+
+    /// The access log of a served region.
+    pub fn log(&self, region: &RegionId) -> Result<&RegionLog, ServiceError> {
+        self.region(region)?;
+        self.logs.get(region).ok_or_else(|| ServiceError::Log(format!("region {region} has no access log open")))
+    }
+
+    /// Appends a canonical decision to the region's log under a fresh salt; returns once
+    /// it is durable.
+    pub async fn append_log(&self, region: &RegionId, canonical: Vec<u8>) -> Result<LogReceipt, ServiceError> {
+        self.log(region)?.append(&canonical).await
+    }
+
+    /// The latest signed checkpoint note of the region's log.
+    pub async fn checkpoint(&self, region: &RegionId) -> Result<String, ServiceError> {
+        self.log(region)?.checkpoint().await
+    }
+
+    /// Signs the region's log now; returns the note.
+    pub async fn sign_checkpoint_now(&self, region: &RegionId) -> Result<String, ServiceError> {
+        self.log(region)?.sign_now().await
     }
 
     pub fn regions(&self) -> impl Iterator<Item = &RegionId> {
