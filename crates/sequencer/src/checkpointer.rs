@@ -9,17 +9,16 @@
 //! fork is refused (error plus `tracing::error!`). The signed checkpoint is persisted
 //! before it is returned, so nothing is published that a restart could contradict.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
 use store::{LogStore, StoreError, StoredCheckpoint};
 use tlog::{
-    Checkpoint, CompactRange, Hash, HashReader, KeyError, Note, ProofError, Signer, Subtree,
-    TILE_HEIGHT, TILE_WIDTH_MAX, TileId, TreeSize, consistency_proof, decode_tile, node_hash,
-    subtrees_for_consistency_proof, verify_consistency,
+    Checkpoint, CompactRange, Hash, KeyError, Note, ProofError, Signer, TreeSize,
+    consistency_proof, subtrees_for_consistency_proof, verify_consistency,
 };
+
+use crate::stored_hashes::{StoredHashError, StoredHashes};
 use tokio::task::JoinHandle;
 
 /// How often [`Checkpointer::spawn_periodic`] signs when not told otherwise.
@@ -183,104 +182,13 @@ impl Checkpointer {
             CheckpointError::ProofUnavailable(error)
         };
         let subtrees = subtrees_for_consistency_proof(old, new);
-        let hashes = subtree_hashes(self.store.as_ref(), new, &subtrees).await?;
-        let reader = PrefetchedHashes(subtrees.into_iter().zip(hashes).collect());
+        let reader = StoredHashes::read(self.store.as_ref(), new, &subtrees)
+            .await
+            .map_err(|error| match error {
+                StoredHashError::Store(error) => CheckpointError::Store(error),
+                missing => unavailable(missing.to_string().into()),
+            })?;
         consistency_proof(&reader, old, new).map_err(|error| unavailable(error.to_string().into()))
     }
 }
 
-/// Hashes of complete subtrees of the tree of `size` leaves, read from the stored tiles: a
-/// subtree at tree level `8l + r` is the perfect root of `2^r` consecutive hashes of one
-/// tile at tile level `l`.
-async fn subtree_hashes(
-    store: &dyn LogStore,
-    size: TreeSize,
-    subtrees: &[Subtree],
-) -> Result<Vec<Hash>, CheckpointError> {
-    let missing = |subtree: Subtree| {
-        CheckpointError::ProofUnavailable(
-            format!("no stored hash for subtree {subtree:?} of tree size {size}").into(),
-        )
-    };
-    let width_max = u64::from(TILE_WIDTH_MAX);
-    let mut tiles: HashMap<(u8, u64), Vec<Hash>> = HashMap::new();
-    let mut hashes = Vec::with_capacity(subtrees.len());
-    for &subtree in subtrees {
-        let tile_level = subtree.level / TILE_HEIGHT;
-        let rest = u32::from(subtree.level % TILE_HEIGHT);
-        let first = subtree
-            .index
-            .checked_shl(rest)
-            .ok_or_else(|| missing(subtree))?;
-        let count = 1usize << rest;
-        let tile_index = first / width_max;
-        let tile = match tiles.entry((tile_level, tile_index)) {
-            Entry::Occupied(occupied) => occupied.into_mut(),
-            Entry::Vacant(vacant) => {
-                let at_level = size
-                    .0
-                    .checked_shr(u32::from(TILE_HEIGHT) * u32::from(tile_level))
-                    .unwrap_or(0);
-                let width = at_level
-                    .saturating_sub(tile_index * width_max)
-                    .min(width_max);
-                let width = u16::try_from(width)
-                    .ok()
-                    .filter(|&width| width > 0)
-                    .ok_or_else(|| missing(subtree))?;
-                let id =
-                    TileId::new(tile_level, tile_index, width).map_err(|_| missing(subtree))?;
-                let bytes = store
-                    .log_tile(id)
-                    .await
-                    .map_err(CheckpointError::Store)?
-                    .ok_or_else(|| missing(subtree))?;
-                vacant.insert(decode_tile(id, &bytes).map_err(|_| missing(subtree))?)
-            }
-        };
-        let offset = (first % width_max) as usize;
-        let span = tile
-            .get(offset..offset + count)
-            .ok_or_else(|| missing(subtree))?;
-        hashes.push(perfect_root(span));
-    }
-    Ok(hashes)
-}
-
-/// The root of a perfect tree over `hashes` (a power of two of them).
-fn perfect_root(hashes: &[Hash]) -> Hash {
-    let mut level = hashes.to_vec();
-    while level.len() > 1 {
-        level = level
-            .chunks_exact(2)
-            .map(|pair| node_hash(&pair[0], &pair[1]))
-            .collect();
-    }
-    level[0]
-}
-
-/// The subtree hashes a proof was planned to need, fetched beforehand.
-struct PrefetchedHashes(HashMap<Subtree, Hash>);
-
-#[derive(Debug, thiserror::Error)]
-#[error("subtree at level {level} index {index} was not prefetched")]
-struct NotPrefetched {
-    level: u8,
-    index: u64,
-}
-
-impl HashReader for PrefetchedHashes {
-    type Error = NotPrefetched;
-
-    fn subtree_hashes(&self, subtrees: &[Subtree]) -> Result<Vec<Hash>, NotPrefetched> {
-        subtrees
-            .iter()
-            .map(|subtree| {
-                self.0.get(subtree).copied().ok_or(NotPrefetched {
-                    level: subtree.level,
-                    index: subtree.index,
-                })
-            })
-            .collect()
-    }
-}

@@ -12,6 +12,7 @@ mod checkpointer;
 mod entry;
 mod integration;
 mod sequencer;
+mod stored_hashes;
 
 pub use checkpointer::{
     CHECKPOINT_INTERVAL_DEFAULT, CheckpointError, Checkpointer, SignedCheckpoint,
@@ -22,3 +23,4 @@ pub use entry::{
 };
 pub use integration::{Integration, IntegrationError};
 pub use sequencer::{AppendError, BATCH_ENTRIES_MAX, QUEUE_ENTRIES_MAX, Receipt, Sequencer};
+pub use stored_hashes::{NotRead, StoredHashError, StoredHashes};

@@ -11,17 +11,15 @@
 //! `checkpoint_interval_ms`) and aborted when the `RegionLog` (so the [`crate::Vault`]) is
 //! dropped.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
 use model::RegionId;
-use sequencer::{Checkpointer, SALT_BYTES, Sequencer, salted_entry};
+use sequencer::{Checkpointer, SALT_BYTES, Sequencer, StoredHashError, StoredHashes, salted_entry};
 use store::LogStore;
 use tlog::{
-    EntryBundleId, Hash, HashReader, LeafIndex, Subtree, TILE_HEIGHT, TILE_WIDTH_MAX, TileId, TreeSize, decode_tile,
-    encode_bundle, node_hash, subtrees_for_consistency_proof, subtrees_for_inclusion_proof,
+    EntryBundleId, Hash, LeafIndex, Subtree, TileId, TreeSize, encode_bundle, subtrees_for_consistency_proof,
+    subtrees_for_inclusion_proof,
 };
 use tokio::task::JoinHandle;
 
@@ -175,73 +173,15 @@ impl RegionLog {
     }
 
     /// Reads the hashes of `subtrees` (complete subtrees of the tree of `size` leaves) from
-    /// the stored tiles: a subtree at tree level `8l + r` is the perfect root of `2^r`
-    /// consecutive hashes of one tile at tile level `l`.
-    async fn prefetch(&self, size: TreeSize, subtrees: Vec<Subtree>) -> Result<PrefetchedHashes, ServiceError> {
-        let missing = |subtree: Subtree| {
-            ServiceError::Log(format!("no stored hash for subtree at level {} index {}", subtree.level, subtree.index))
-        };
-        let width_max = u64::from(TILE_WIDTH_MAX);
-        let mut tiles: HashMap<(u8, u64), Vec<Hash>> = HashMap::new();
-        let mut hashes = HashMap::with_capacity(subtrees.len());
-        for subtree in subtrees {
-            let tile_level = subtree.level / TILE_HEIGHT;
-            let rest = u32::from(subtree.level % TILE_HEIGHT);
-            let first = subtree.index.checked_shl(rest).ok_or_else(|| missing(subtree))?;
-            let count = 1usize << rest;
-            let tile_index = first / width_max;
-            let tile = match tiles.entry((tile_level, tile_index)) {
-                Entry::Occupied(occupied) => occupied.into_mut(),
-                Entry::Vacant(vacant) => {
-                    let at_level = size.0.checked_shr(u32::from(TILE_HEIGHT) * u32::from(tile_level)).unwrap_or(0);
-                    let width = at_level.saturating_sub(tile_index * width_max).min(width_max);
-                    let width = u16::try_from(width).ok().filter(|&width| width > 0).ok_or_else(|| missing(subtree))?;
-                    let id = TileId::new(tile_level, tile_index, width).map_err(|_| missing(subtree))?;
-                    let bytes = self.store.log_tile(id).await?.ok_or_else(|| missing(subtree))?;
-                    vacant.insert(decode_tile(id, &bytes).map_err(|_| missing(subtree))?)
-                }
-            };
-            let offset = usize::try_from(first % width_max).map_err(|_| missing(subtree))?;
-            let span = tile.get(offset..offset + count).ok_or_else(|| missing(subtree))?;
-            hashes.insert(subtree, perfect_root(span));
-        }
-        Ok(PrefetchedHashes(hashes))
+    /// the stored tiles.
+    async fn prefetch(&self, size: TreeSize, subtrees: Vec<Subtree>) -> Result<StoredHashes, ServiceError> {
+        StoredHashes::read(self.store.as_ref(), size, &subtrees).await.map_err(|error| match error {
+            StoredHashError::Store(error) => error.into(),
+            missing => ServiceError::Log(missing.to_string()),
+        })
     }
 }
 
 fn note_text(bytes: Vec<u8>) -> Result<String, ServiceError> {
     String::from_utf8(bytes).map_err(|_| ServiceError::Internal("a signed note is not UTF-8".to_owned()))
-}
-
-/// The root of a perfect tree over `hashes` (a power of two of them).
-fn perfect_root(hashes: &[Hash]) -> Hash {
-    let mut level = hashes.to_vec();
-    while level.len() > 1 {
-        level = level.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
-    }
-    level[0]
-}
-
-/// The subtree hashes a proof was planned to need, read beforehand (the proof functions
-/// are synchronous; the store is not).
-struct PrefetchedHashes(HashMap<Subtree, Hash>);
-
-#[derive(Debug, thiserror::Error)]
-#[error("subtree at level {level} index {index} was not read")]
-struct NotPrefetched {
-    level: u8,
-    index: u64,
-}
-
-impl HashReader for PrefetchedHashes {
-    type Error = NotPrefetched;
-
-    fn subtree_hashes(&self, subtrees: &[Subtree]) -> Result<Vec<Hash>, NotPrefetched> {
-        subtrees
-            .iter()
-            .map(|subtree| {
-                self.0.get(subtree).copied().ok_or(NotPrefetched { level: subtree.level, index: subtree.index })
-            })
-            .collect()
-    }
 }
