@@ -1,6 +1,8 @@
 //! `custos demo`: builds a synthetic platform on embedded defaults (SQLite, keyring file) and
 //! walks a newcomer through what custos does with it: sealed storage per region, minimized
-//! views, residency, erasure by crypto-shredding; then serves the API.
+//! views, residency, erasure by crypto-shredding, then the 2022 leak hunt replayed through
+//! the access API beside ordinary support work — what was granted, coarsened, held for
+//! approval and refused, and why; then serves the API with a development token issuer.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -54,8 +56,8 @@ fn subject(name: &str) -> SubjectId {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("custos demo: a synthetic platform whose staff must go through custos to see personal data\n");
     let token = prepare(&args)?;
-    let (config, vault) = service::open_deployment(&args.data, Arc::new(SystemClock)).await?;
-    let vault = Arc::new(vault);
+    let (config, gate) = service::open_gate(&args.data, Arc::new(SystemClock)).await?;
+    let vault = Arc::clone(gate.vault());
 
     step(1, "ingest a synthetic population, sealed in its home region");
     let population = args.data.join("population.jsonl");
@@ -78,6 +80,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     step(5, "erasure destroys the key, and with it every copy");
     show_erasure(&args.data, &vault).await?;
 
+    step(6, "the 2022 leak hunt, replayed through the access API beside ordinary support work");
+    show_leak_hunt(&gate).await?;
+
     println!();
     if args.no_serve {
         println!("done (--no-serve). Serve this deployment with: custos serve --data {}", args.data.display());
@@ -85,6 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     // One process per deployment: the walkthrough's vault lets go before the server opens it.
     drop(vault);
+    drop(gate);
     let (ready_sender, ready) = tokio::sync::oneshot::channel();
     let data = args.data.clone();
     let server = tokio::spawn(async move { crate::serve(&data, args.listen, Some(ready_sender)).await });
@@ -95,8 +101,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("serving regions {} on http://{address} (Ctrl-C to stop)", crate::join(&config.regions));
     println!("  http://{address}/healthz   http://{address}/metrics   http://{address}/openapi.json");
     println!("  curl -H 'Authorization: Bearer {token}' http://{address}/v1/regions/us/subjects/u-journalist-1");
+    println!("ask as a staff member (tokens from the demo's development issuer):");
+    println!("  TOKEN=$(custos staff token --data {} --id s-sup-1)", args.data.display());
+    println!(
+        "  curl -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' http://{address}/v1/access \\\n    -d '{{\"subjects\":[\"u-101\"],\"fields\":{{\"email\":\"exact\"}},\"purpose\":\"support\",\"case\":\"T-5512\"}}'"
+    );
+    println!("verify each region's log from outside:");
+    for region in &config.regions {
+        println!("  custos log verify --url http://{address}/log/{region} --key \"$(custos log key --data {} --region {region})\" --state audit-state", args.data.display());
+    }
     server.await??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The IP → country database used when none is named: `CUSTOS_GEO_DB`, else the
+/// repository's development copy when run from a checkout.
+pub fn default_mmdb() -> Option<PathBuf> {
+    std::env::var_os("CUSTOS_GEO_DB")
+        .map(PathBuf::from)
+        .or_else(|| DEMO_MMDB_CANDIDATES.iter().map(PathBuf::from).find(|path| path.exists()))
 }
 
 fn step(number: u32, title: &str) {
@@ -113,11 +136,7 @@ fn prepare(args: &DemoArgs) -> anyhow::Result<String> {
         }
         fs::remove_dir_all(&args.data).with_context(|| format!("failed to reset {}", args.data.display()))?;
     }
-    let mmdb = args
-        .geo_mmdb
-        .clone()
-        .or_else(|| std::env::var_os("CUSTOS_GEO_DB").map(PathBuf::from))
-        .or_else(|| DEMO_MMDB_CANDIDATES.iter().map(PathBuf::from).find(|path| path.exists()));
+    let mmdb = args.geo_mmdb.clone().or_else(default_mmdb);
     match &mmdb {
         Some(path) => println!("IP country lookups: {}", path.display()),
         None => println!("no IP → country database found: the `country` view will answer \"unknown\""),
@@ -128,6 +147,7 @@ fn prepare(args: &DemoArgs) -> anyhow::Result<String> {
         storage: StorageConfig::Sqlite,
         keys: KeysConfig::Keyring,
         geo,
+        dev_issuer: true,
     };
     let token = service::init_data_dir(&args.data, options)?;
     let mut file = fs::OpenOptions::new();
@@ -291,12 +311,62 @@ async fn show_views(vault: &service::Vault) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The leak-hunt scenario shipped in `scenarios/`, replayed on this deployment's gate (on
+/// the wall clock), each decision printed with its reasons.
+async fn show_leak_hunt(gate: &service::Gate) -> anyhow::Result<()> {
+    let path = Path::new("scenarios/leak-hunt-2022.jsonl");
+    let scenario = crate::scenario::parse_text(path, LEAK_HUNT).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let described = crate::scenario::describe_accesses(&scenario);
+    let mut printed = Vec::new();
+    let replayed = crate::scenario::replay_into(gate, None, &scenario, &mut |line| printed.push(line.clone())).await;
+    if let Err(crate::scenario::Failure::Input(error)) = replayed {
+        bail!("the shipped scenario did not replay: {error}");
+    }
+    if let Err(crate::scenario::Failure::Other(error)) = replayed {
+        return Err(error);
+    }
+    for line in printed {
+        let access = line["access"].as_str().unwrap_or_default();
+        match line["kind"].as_str() {
+            Some("decision") => {
+                let outcome = match line["decision"].as_str() {
+                    Some("allow") => "GRANTED",
+                    Some("pending") => "HELD for approval",
+                    _ => "REFUSED",
+                };
+                println!("  {access}: {}", described.get(access).map(String::as_str).unwrap_or("(approved request opened)"));
+                let granted: Vec<String> =
+                    line["fields"].as_object().into_iter().flatten().map(|(field, view)| format!("{field} as {}", view.as_str().unwrap_or("?"))).collect();
+                let granted = if granted.is_empty() { String::new() } else { format!(": {}", granted.join(", ")) };
+                println!("      {outcome}{granted}   [log index {}]", line["log_index"]);
+                for reason in line["reasons"].as_array().into_iter().flatten().filter_map(|reason| reason.as_str()) {
+                    println!("      - {reason}");
+                }
+            }
+            Some("approval") => {
+                println!(
+                    "  {access}: {} answers {} → {}",
+                    line["approver"].as_str().unwrap_or_default(),
+                    line["outcome"].as_str().unwrap_or_default(),
+                    line["reason"].as_str().or_else(|| line["status"].as_str()).unwrap_or_default()
+                );
+            }
+            _ => {}
+        }
+    }
+    println!("  every decision above, granted or refused, is an entry in the us log, written before any value was decrypted");
+    Ok(())
+}
+
+/// The leak-hunt scenario, as shipped in `scenarios/`.
+const LEAK_HUNT: &str = include_str!("../../../scenarios/leak-hunt-2022.jsonl");
+
 async fn show_residency(data: &Path) -> anyhow::Result<()> {
     let node_dir = data.join("eu-node");
     if !node_dir.join(service::CONFIG_FILE_NAME).exists() {
         service::init_data_dir(
             &node_dir,
-            InitOptions { regions: vec![region("eu")], storage: StorageConfig::Sqlite, keys: KeysConfig::Keyring, geo: None },
+            InitOptions { regions: vec![region("eu")], storage: StorageConfig::Sqlite, keys: KeysConfig::Keyring, geo: None, dev_issuer: false },
         )?;
     }
     let (_, eu_node) = service::open_deployment(&node_dir, Arc::new(SystemClock)).await?;

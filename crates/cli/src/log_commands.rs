@@ -8,12 +8,12 @@
 //! (leaf hash), so the check then only shows that the entry is in a checkpoint signed by
 //! the key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,7 +22,9 @@ use audit::{
     VerifyOptions, VerifyReport, verify_log, verify_receipt,
 };
 use tlog::tile::TILE_BYTES_MAX;
-use tlog::{Checkpoint, Hash, LeafIndex, Note, TlogProof, leaf_hash, tiles_for_size};
+use tlog::{
+    Checkpoint, Hash, LeafIndex, Note, TlogProof, bundles_for_size, leaf_hash, tiles_for_size,
+};
 
 /// Subcommands of `custos log`.
 #[derive(Debug, clap::Subcommand)]
@@ -131,6 +133,9 @@ pub fn run_receipt(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
 pub const REQUEST_DURATION_MAX: Duration = Duration::from_secs(120);
 /// Tiles fetched at once before the verifier asks for them.
 pub const FETCH_THREADS: usize = 4;
+/// Entry bundles fetched ahead of the one the verifier is checking (with `--entries`), so
+/// that checking and fetching overlap; bounds the memory held to this many bundles.
+pub const BUNDLES_AHEAD_MAX: usize = 64;
 /// Redirects followed; the bearer token is never sent across them (ureq's default).
 pub const REDIRECTS_MAX: u32 = 5;
 
@@ -325,7 +330,15 @@ pub fn verify_log_command(
         None => None,
     };
 
-    let fetcher = PrefetchingFetcher::new(&http, checkpoint_bytes);
+    // The verifier asks for the bundles in order (with --entries); they are fetched ahead
+    // on a few threads while it checks.
+    let prefetch_bundles = args.entries && unverified.size().0 <= audit::TREE_SIZE_MAX;
+    let bundles = BundlePrefetch::new(&http, &unverified);
+    let fetcher = PrefetchingFetcher::new(
+        &http,
+        checkpoint_bytes,
+        prefetch_bundles.then_some(&bundles),
+    );
     fetcher.prefetch_tiles(&unverified);
 
     let witnesses: Vec<&str> = args.witnesses.iter().map(String::as_str).collect();
@@ -333,16 +346,23 @@ pub fn verify_log_command(
         progress.set_length(total);
         progress.set_position(done);
     };
-    let outcome = verify_log(
-        &fetcher,
-        &args.key,
-        previous.as_ref(),
-        VerifyOptions {
-            entries: args.entries,
-            witnesses: &witnesses,
-            progress: Some(&report_progress),
-        },
-    );
+    let options = VerifyOptions {
+        entries: args.entries,
+        witnesses: &witnesses,
+        progress: Some(&report_progress),
+    };
+    let outcome = if prefetch_bundles {
+        std::thread::scope(|scope| {
+            for _ in 0..FETCH_THREADS {
+                scope.spawn(|| bundles.fetch_ahead());
+            }
+            let outcome = verify_log(&fetcher, &args.key, previous.as_ref(), options);
+            bundles.stop();
+            outcome
+        })
+    } else {
+        verify_log(&fetcher, &args.key, previous.as_ref(), options)
+    };
     progress.finish_and_clear();
     let report = outcome.with_context(|| format!("log at {} failed verification", http.base()))?;
 
@@ -471,21 +491,28 @@ fn unverified_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
 
 type Fetched = Result<Option<Vec<u8>>, FetchError>;
 
-/// Serves the checkpoint bytes already read, and tiles fetched ahead on a few threads;
-/// anything else (partial-tile fallbacks, entry bundles) is fetched when asked for. Each
-/// prefetched tile is handed over once, so it is not held twice.
+/// Serves the checkpoint bytes already read, tiles fetched ahead on a few threads, and
+/// (with `--entries`) entry bundles fetched ahead by a [`BundlePrefetch`]; anything else
+/// (partial-tile fallbacks) is fetched when asked for. Each prefetched resource is handed
+/// over once, so it is not held twice.
 struct PrefetchingFetcher<'a> {
     http: &'a HttpFetcher,
     checkpoint: Vec<u8>,
     fetched: Mutex<HashMap<String, Fetched>>,
+    bundles: Option<&'a BundlePrefetch<'a>>,
 }
 
 impl<'a> PrefetchingFetcher<'a> {
-    fn new(http: &'a HttpFetcher, checkpoint: Vec<u8>) -> PrefetchingFetcher<'a> {
+    fn new(
+        http: &'a HttpFetcher,
+        checkpoint: Vec<u8>,
+        bundles: Option<&'a BundlePrefetch<'a>>,
+    ) -> PrefetchingFetcher<'a> {
         PrefetchingFetcher {
             http,
             checkpoint,
             fetched: Mutex::new(HashMap::new()),
+            bundles,
         }
     }
 
@@ -525,6 +552,9 @@ impl Fetcher for PrefetchingFetcher<'_> {
         if path == "checkpoint" {
             return Ok(Some(self.checkpoint.clone()));
         }
+        if let Some(fetched) = self.bundles.and_then(|bundles| bundles.take(path)) {
+            return fetched;
+        }
         let prefetched = self
             .fetched
             .lock()
@@ -534,5 +564,138 @@ impl Fetcher for PrefetchingFetcher<'_> {
             Some(fetched) => fetched,
             None => self.http.fetch(path),
         }
+    }
+}
+
+/// Every resource an outside verifier would fetch from a region's log — checkpoint, hash
+/// tiles, entry bundles — read from the running log in process (scenario replay audits its
+/// own log this way, through the same verifier as `custos log verify`).
+pub async fn snapshot_log(log: &service::RegionLog) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let note = log.checkpoint().await?;
+    let parsed = Note::parse(note.as_bytes()).context("the log's checkpoint note does not parse")?;
+    let checkpoint = Checkpoint::parse(parsed.text()).context("the log's checkpoint does not parse")?;
+    let mut resources = BTreeMap::new();
+    resources.insert("checkpoint".to_owned(), note.into_bytes());
+    for tile in tiles_for_size(checkpoint.size()) {
+        if let Some(bytes) = log.tile(tile).await? {
+            resources.insert(tile.path(), bytes);
+        }
+    }
+    for bundle in tlog::bundles_for_size(checkpoint.size()) {
+        if let Some(bytes) = log.entry_bundle(bundle).await? {
+            resources.insert(bundle.path(), bytes);
+        }
+    }
+    Ok(resources)
+}
+
+/// Audits a snapshot taken by [`snapshot_log`], entries included; returns the verified size.
+pub fn verify_snapshot(resources: &BTreeMap<String, Vec<u8>>, key: &str) -> anyhow::Result<u64> {
+    let report = verify_log(resources, key, None, VerifyOptions { entries: true, witnesses: &[], progress: None })?;
+    Ok(report.state.size.0)
+}
+
+/// Entry bundles of one tree fetched in order by worker threads, at most
+/// [`BUNDLES_AHEAD_MAX`] beyond the last one the verifier took.
+struct BundlePrefetch<'a> {
+    http: &'a HttpFetcher,
+    paths: Vec<String>,
+    positions: HashMap<String, usize>,
+    window: Mutex<BundleWindow>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct BundleWindow {
+    /// The next bundle a worker will fetch.
+    next: usize,
+    /// Bundles before this one were taken by the verifier.
+    taken: usize,
+    fetched: HashMap<usize, Fetched>,
+    stopped: bool,
+}
+
+impl<'a> BundlePrefetch<'a> {
+    fn new(http: &'a HttpFetcher, checkpoint: &Checkpoint) -> BundlePrefetch<'a> {
+        let paths: Vec<String> = bundles_for_size(checkpoint.size())
+            .iter()
+            .map(|bundle| bundle.path())
+            .collect();
+        let positions = paths
+            .iter()
+            .enumerate()
+            .map(|(position, path)| (path.clone(), position))
+            .collect();
+        BundlePrefetch {
+            http,
+            paths,
+            positions,
+            window: Mutex::new(BundleWindow::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BundleWindow> {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A worker: fetches the next bundle while the window has room, until all are
+    /// fetched or [`BundlePrefetch::stop`] is called.
+    fn fetch_ahead(&self) {
+        let mut window = self.lock();
+        loop {
+            if window.stopped || window.next >= self.paths.len() {
+                return;
+            }
+            if window.next >= window.taken + BUNDLES_AHEAD_MAX {
+                window = self
+                    .changed
+                    .wait(window)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            let position = window.next;
+            window.next += 1;
+            drop(window);
+            let fetched = self.http.fetch(&self.paths[position]);
+            window = self.lock();
+            window.fetched.insert(position, fetched);
+            self.changed.notify_all();
+        }
+    }
+
+    /// The bundle at `path` once a worker has fetched it, or `None` if `path` is not one
+    /// of the planned bundles (or was taken already).
+    fn take(&self, path: &str) -> Option<Fetched> {
+        let &position = self.positions.get(path)?;
+        let mut window = self.lock();
+        // Taken before, or far out of order: the caller fetches it itself.
+        if (position < window.taken && !window.fetched.contains_key(&position))
+            || position >= window.taken + BUNDLES_AHEAD_MAX
+        {
+            return None;
+        }
+        // Workers fetch in order and the window admits every bundle below
+        // `taken + BUNDLES_AHEAD_MAX`, so this one arrives unless the workers stop.
+        loop {
+            if let Some(fetched) = window.fetched.remove(&position) {
+                window.taken = window.taken.max(position + 1);
+                self.changed.notify_all();
+                return Some(fetched);
+            }
+            if window.stopped {
+                return None;
+            }
+            window = self
+                .changed
+                .wait(window)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Stops the workers after their current fetch.
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
     }
 }

@@ -4,6 +4,8 @@
 mod demo;
 mod import;
 mod log_commands;
+mod scenario;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,21 +39,99 @@ enum Command {
     Import(import::ImportArgs),
     /// Build a synthetic platform and show what custos does with it.
     Demo(demo::DemoArgs),
-    /// Audit a region's transparency log from outside.
+    /// Audit a region's transparency log from outside, or witness it.
     Log {
         #[command(subcommand)]
-        command: log_commands::LogCommand,
+        command: LogCli,
     },
     /// Check receipts offline.
     Receipt {
         #[command(subcommand)]
         command: log_commands::ReceiptCommand,
     },
+    /// Replay scenario files (shared/scenario-format.md) through the service code.
+    Scenario {
+        #[command(subcommand)]
+        command: scenario::ScenarioCommand,
+    },
+    /// Check and test Cedar policy sets.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Staff identities from the development issuer (`custos init --dev-issuer`).
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
     /// Key management.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCli {
+    #[command(flatten)]
+    Audit(log_commands::LogCommand),
+    /// Act as a simple witness for a custos log: audit it, check it extends the checkpoint
+    /// cosigned last, cosign it (C2SP tlog-cosignature/v1).
+    Witness {
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Parse a policy directory and validate it against the published schema.
+    Validate {
+        /// The policy directory; the built-in default set when absent.
+        dir: Option<PathBuf>,
+    },
+    /// Run table-driven policy tests (`*.json`: entities + request → expected decision).
+    Test {
+        /// Directory of test files.
+        dir: PathBuf,
+        /// The policy directory to test; the built-in default set when absent.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Mint a bearer token for a staff member (or a machine) from the deployment's
+    /// development issuer. Attributes left out are filled from the staff directory when the
+    /// token is used.
+    Token(StaffTokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StaffTokenArgs {
+    #[arg(long, env = "CUSTOS_DATA")]
+    data: PathBuf,
+    /// The staff (or machine) id: the token's `sub`.
+    #[arg(long)]
+    id: String,
+    /// A role (repeatable).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    #[arg(long)]
+    team: Option<String>,
+    #[arg(long)]
+    entity: Option<String>,
+    #[arg(long)]
+    country: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// Mint a machine identity instead of a staff member's.
+    #[arg(long)]
+    machine: bool,
+    /// Lifetime in seconds (at most a day).
+    #[arg(long, default_value_t = 3600)]
+    ttl_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +176,10 @@ struct InitArgs {
     /// An IP → country database (MaxMind DB format) for the `country` view of IP addresses.
     #[arg(long)]
     geo_mmdb: Option<PathBuf>,
+    /// Create a local development token issuer and trust it (`custos staff token`). For
+    /// demos and tests only: anyone who can read the data directory can mint any identity.
+    #[arg(long)]
+    dev_issuer: bool,
 }
 
 fn main() -> ExitCode {
@@ -134,7 +218,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import(args) => import::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Log { command } => tokio::task::spawn_blocking(move || log_commands::run_log(command)).await?,
+        Command::Log { command: LogCli::Audit(command) } => tokio::task::spawn_blocking(move || log_commands::run_log(command)).await?,
+        Command::Log { command: LogCli::Witness { command } } => tokio::task::spawn_blocking(move || witness::run(command)).await?,
+        Command::Scenario { command } => scenario::run(command).await,
+        Command::Policy { command } => run_policy(command),
+        Command::Staff { command: StaffCommand::Token(args) } => {
+            println!("{}", mint_token(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Receipt { command } => tokio::task::spawn_blocking(move || log_commands::run_receipt(command)).await?,
         Command::Keys { command: KeysCommand::Rotate { data, region } } => {
             let (_, vault) = service::open_deployment(&data, Arc::new(SystemClock)).await?;
@@ -146,6 +237,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn policy_engine(dir: Option<&std::path::Path>) -> anyhow::Result<policy::PolicyEngine> {
+    Ok(match dir {
+        Some(dir) => policy::PolicyEngine::load_dir(dir)?,
+        None => policy::PolicyEngine::default_set()?,
+    })
+}
+
+fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Validate { dir } => {
+            let engine = policy_engine(dir.as_deref())?;
+            let name = dir.map_or_else(|| "the default policy set".to_owned(), |dir| dir.display().to_string());
+            println!("{name}: {} policies, valid against the custos schema", engine.policy_ids().len());
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { dir, policies } => {
+            let engine = policy_engine(policies.as_deref())?;
+            let report = policy::run_policy_tests(&engine, &dir)?;
+            for failure in &report.failures {
+                println!("FAIL {failure}");
+            }
+            println!("policy tests: {} passed, {} failed", report.passed, report.failures.len());
+            Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn mint_token(args: &StaffTokenArgs) -> anyhow::Result<String> {
+    let directory = args.data.join(service::DEV_ISSUER_DIR_NAME);
+    if !directory.exists() {
+        anyhow::bail!(
+            "{} has no development issuer (it exists only when made with `custos init --dev-issuer`)",
+            args.data.display()
+        );
+    }
+    let issuer = auth::DevIssuer::open(&directory)?;
+    let claims = auth::IdentityClaims {
+        id: args.id.clone(),
+        kind: if args.machine { auth::IdentityKind::Machine } else { auth::IdentityKind::Staff },
+        roles: args.roles.clone(),
+        team: args.team.clone(),
+        entity: args.entity.clone(),
+        country: args.country.clone(),
+        region: args.region.clone(),
+    };
+    Ok(issuer.mint(&claims, chrono::Utc::now(), std::time::Duration::from_secs(args.ttl_seconds))?)
 }
 
 fn join(regions: &[RegionId]) -> String {
@@ -166,7 +305,7 @@ fn init(args: &InitArgs) -> anyhow::Result<String> {
         },
     };
     let geo = args.geo_mmdb.clone().map(|mmdb| GeoConfig { mmdb });
-    let options = InitOptions { regions: args.regions.clone(), storage, keys, geo };
+    let options = InitOptions { regions: args.regions.clone(), storage, keys, geo, dev_issuer: args.dev_issuer };
     Ok(service::init_data_dir(&args.data, options)?)
 }
 
@@ -176,8 +315,12 @@ pub(crate) async fn serve(
     listen: SocketAddr,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let (config, vault) = service::open_deployment(data, Arc::new(SystemClock)).await?;
-    let state = server::AppState { vault: Arc::new(vault), service_tokens: Arc::new(config.service_tokens) };
+    let (config, gate) = service::open_gate(data, Arc::new(SystemClock)).await?;
+    let identity = match config.identity_in(data) {
+        Some(identity) => Some(auth::TokenVerifier::new(identity).await.context("identity provider")?),
+        None => None,
+    };
+    let state = server::AppState::with_gate(Arc::new(gate), config.service_tokens.clone(), identity);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("failed to listen on {listen}"))?;
     let address = listener.local_addr()?;
     match ready {

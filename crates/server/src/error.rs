@@ -25,6 +25,19 @@ pub enum ErrorCode {
     /// No such tile or entry bundle in this log (beyond the tree, or not a tile path).
     TileNotFound,
     LogUnavailable,
+    /// The node has no identity provider (or no access control) configured.
+    IdentityNotConfigured,
+    /// The identity provider's key set could not be fetched.
+    IdentityUnavailable,
+    Forbidden,
+    NotFound,
+    AlreadyExists,
+    /// The access request was already approved or rejected.
+    AlreadyDecided,
+    /// The access request's approval window has passed.
+    ApprovalExpired,
+    /// The approver may not approve this request (self-approval, no approver role).
+    ApprovalRefused,
     Internal,
 }
 
@@ -108,6 +121,12 @@ impl From<ServiceError> for ApiError {
                 tracing::error!(%error, "access log failure");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::LogUnavailable, "the access log is unavailable")
             }
+            ServiceError::InvalidRequest { .. } => ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()),
+            ServiceError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, error.to_string()),
+            ServiceError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, error.to_string()),
+            ServiceError::ApprovalRefused { .. } => ApiError::new(StatusCode::FORBIDDEN, ErrorCode::ApprovalRefused, error.to_string()),
+            ServiceError::AlreadyDecided { .. } => ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyDecided, error.to_string()),
+            ServiceError::ApprovalExpired { .. } => ApiError::new(StatusCode::GONE, ErrorCode::ApprovalExpired, error.to_string()),
             ServiceError::Internal(_) => {
                 tracing::error!(%error, "internal failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error")
@@ -126,5 +145,17 @@ impl From<JsonRejection> for ApiError {
             ),
             other => ApiError::new(other.status(), ErrorCode::InvalidRequest, other.body_text()),
         }
+    }
+}
+
+/// `Json` whose rejection is our JSON error, not axum's plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(Self(value))
     }
 }

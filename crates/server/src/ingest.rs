@@ -8,14 +8,13 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum_extra_json::ApiJson;
 use model::{RegionId, SubjectId};
 use serde::{Deserialize, Serialize};
 use service::{INGEST_SUBJECTS_MAX, IngestOutcome, ServiceError, SubjectInput, SubjectSummary, ValueInput, validate_subject};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ApiError, AppState, ErrorBody, ErrorCode};
+use crate::{ApiError, ApiJson, AppState, ErrorBody, ErrorCode};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -182,23 +181,4 @@ async fn erase_subject(
         reason: record.reason,
         values_destroyed: record.values_destroyed,
     }))
-}
-
-mod axum_extra_json {
-    //! `Json` whose rejection is our JSON error, not axum's plain text.
-    use axum::extract::{FromRequest, Request};
-    use serde::de::DeserializeOwned;
-
-    use crate::ApiError;
-
-    pub struct ApiJson<T>(pub T);
-
-    impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-        type Rejection = ApiError;
-
-        async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-            let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-            Ok(Self(value))
-        }
-    }
 }

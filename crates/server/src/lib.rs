@@ -1,6 +1,8 @@
 //! The HTTP face of custos: the axum [`app`], service-token authentication, JSON errors with
 //! stable codes, Prometheus metrics and the OpenAPI document generated from the handlers.
 
+mod access;
+mod directory;
 mod error;
 mod ingest;
 mod log;
@@ -14,11 +16,11 @@ use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use service::{ServiceToken, Vault};
+use service::{Gate, ServiceToken, Vault};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 pub use log::{
     CHECKPOINT_CACHE_CONTROL, FULL_BUNDLE_CACHE_CONTROL, FULL_TILE_CACHE_CONTROL, PARTIAL_BUNDLE_CACHE_CONTROL,
     PARTIAL_TILE_CACHE_CONTROL,
@@ -33,6 +35,20 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub struct AppState {
     pub vault: Arc<Vault>,
     pub service_tokens: Arc<Vec<ServiceToken>>,
+    /// Access control (cases, staff directory, decisions); absent on a node that only
+    /// ingests and serves its logs.
+    pub gate: Option<Arc<Gate>>,
+    /// Verifies staff and machine bearer tokens (JWTs); absent when no identity provider is
+    /// configured, and then the staff routes answer 503.
+    pub identity: Option<auth::TokenVerifier>,
+}
+
+impl AppState {
+    /// The state for a node with access control: the gate's vault, the service tokens and
+    /// the identity provider's verifier.
+    pub fn with_gate(gate: Arc<Gate>, service_tokens: Vec<ServiceToken>, identity: Option<auth::TokenVerifier>) -> AppState {
+        AppState { vault: Arc::clone(gate.vault()), service_tokens: Arc::new(service_tokens), gate: Some(gate), identity }
+    }
 }
 
 #[derive(OpenApi)]
@@ -42,7 +58,9 @@ pub struct AppState {
     // The tile route has a wildcard path, so it is routed outside `routes!` (see `app`).
     paths(log::tile),
     tags((name = "ingest", description = "Platform services write subjects and values."),
-         (name = "log", description = "Each region's access log: C2SP tlog-tiles under /log/{region}/ (checkpoint and hash tiles public; entry bundles need a service token until the auditor role arrives with staff identity), proofs and signing under /v1/log/{region}/."),
+         (name = "access", description = "Staff ask for data for a purpose on a case; colleagues approve. Every decision is logged before any value is decrypted; answers carry log receipts."),
+         (name = "directory", description = "Platform integrations register cases and keep the staff directory."),
+         (name = "log", description = "Each region's access log: C2SP tlog-tiles under /log/{region}/ (checkpoint and hash tiles public; entry bundles need a service token or a staff token with the auditor role), proofs (inclusion, consistency, tlog-proof for a receipt) and signing under /v1/log/{region}/."),
          (name = "operations", description = "Health, metrics and this document."))
 )]
 struct ApiDoc;
@@ -54,6 +72,9 @@ impl utoipa::Modify for SecuritySchemes {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("service_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        let mut staff = Http::new(HttpAuthScheme::Bearer);
+        staff.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("staff_token", SecurityScheme::Http(staff));
     }
 }
 
@@ -79,9 +100,11 @@ pub fn openapi(state: AppState) -> utoipa::openapi::OpenApi {
 
 fn api_router(state: AppState) -> OpenApiRouter<AppState> {
     let authenticated = ingest::routes()
+        .merge(directory::routes())
         .merge(log::authenticated_routes())
-        .layer(middleware::from_fn_with_state(state, ingest::require_service_token));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(authenticated).merge(log::public_routes())
+        .layer(middleware::from_fn_with_state(state.clone(), ingest::require_service_token));
+    let staff = access::routes().layer(middleware::from_fn_with_state(state, access::require_identity));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(authenticated).merge(staff).merge(log::public_routes())
 }
 
 async fn openapi_json(openapi: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {

@@ -3,9 +3,9 @@
 //! consistency proofs and signing on demand.
 //!
 //! Hash tiles and checkpoints are public: they carry hashes of salted entries only. Entry
-//! bundles hold the entries themselves and need a service token until staff identity
-//! brings the auditor role. Clients check every tile against the signed root and every
-//! proof against a checkpoint they verified; this module serves stored bytes.
+//! bundles hold the entries themselves (who looked at whom) and need a service token or a
+//! staff token carrying the `auditor` role. Clients check every tile against the signed root
+//! and every proof against a checkpoint they verified; this module serves stored bytes.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -31,6 +31,9 @@ pub const PARTIAL_TILE_CACHE_CONTROL: &str = "public, max-age=10";
 pub const FULL_BUNDLE_CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
 pub const PARTIAL_BUNDLE_CACHE_CONTROL: &str = "private, max-age=10";
 
+/// The staff role that may read entry bundles.
+pub const AUDITOR_ROLE: &str = "auditor";
+
 /// Public routes: the tlog-tiles checkpoint and proofs. The tile route has a wildcard and
 /// is added to the router in [`crate::app`] (see [`tile`]).
 pub(crate) fn public_routes() -> OpenApiRouter<AppState> {
@@ -38,7 +41,13 @@ pub(crate) fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion_proof))
         .routes(routes!(consistency_proof))
+        .routes(routes!(receipt_proof))
+        .routes(routes!(add_cosignatures))
+        .routes(routes!(witnessing))
 }
+
+/// Largest cosignature submission accepted, in bytes: a checkpoint with a few signatures.
+pub const COSIGNATURE_BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// Routes that need a service token.
 pub(crate) fn authenticated_routes() -> OpenApiRouter<AppState> {
@@ -62,14 +71,14 @@ async fn checkpoint(State(state): State<AppState>, Path(region): Path<String>) -
 }
 
 /// A hash tile (`tile/<L>/<N>[.p/<W>]`, public) or an entry bundle
-/// (`tile/entries/<N>[.p/<W>]`), per C2SP tlog-tiles. Entry bundles need a service token
-/// for now; the auditor role replaces it when staff identity lands (the access issue).
-/// Full tiles are immutable; partial ones are cached briefly. 404 beyond the tree.
+/// (`tile/entries/<N>[.p/<W>]`), per C2SP tlog-tiles. Entry bundles need a service token or
+/// a staff token with the `auditor` role. Full tiles are immutable; partial ones are cached
+/// briefly. 404 beyond the tree.
 #[utoipa::path(get, path = "/log/{region}/tile/{path}", tag = "log",
     params(("region" = String, Path), ("path" = String, Path, description = "the tile path after `tile/`, with slashes, e.g. `0/x001/234.p/5` or `entries/000`")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 421, body = ErrorBody)),
-    security((), ("service_token" = [])))]
+    security((), ("service_token" = []), ("staff_token" = [])))]
 pub(crate) async fn tile(
     State(state): State<AppState>,
     Path((region, path)): Path<(String, String)>,
@@ -87,7 +96,15 @@ pub(crate) async fn tile(
         }
         TileResource::Entries(bundle) => {
             if !has_service_token(&state, &headers) {
-                return Ok(unauthenticated());
+                match crate::access::verified_caller(&state, &headers).await {
+                    Ok(caller) if caller.roles.iter().any(|role| role == AUDITOR_ROLE) => {}
+                    Ok(_) => {
+                        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "entry bundles need the auditor role"));
+                    }
+                    // No identity provider configured: the service token was the only way.
+                    Err(_) if state.identity.is_none() => return Ok(unauthenticated()),
+                    Err(response) => return Ok(response),
+                }
             }
             let bytes = log.entry_bundle(bundle).await?;
             let cache = if bundle.is_partial() { PARTIAL_BUNDLE_CACHE_CONTROL } else { FULL_BUNDLE_CACHE_CONTROL };
@@ -177,6 +194,70 @@ async fn consistency_proof(
     let ConsistencyQuery { old, new } = query(parameters)?;
     let hashes = state.vault.log(&region)?.consistency_proof(old, new).await?;
     Ok(Json(ConsistencyProof { old, new, hashes: encode_hashes(&hashes) }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptQuery {
+    /// The leaf index of the entry (the `index` of a receipt).
+    pub index: u64,
+}
+
+/// The proof that completes a receipt: a C2SP tlog-proof (`c2sp.org/tlog-proof@v1`) holding
+/// the inclusion proof of the entry at `index` in the latest signed checkpoint, and that
+/// checkpoint. With the entry from the receipt, `custos receipt verify` checks it offline.
+/// 400 when no signed checkpoint covers the index yet (wait one signing interval).
+#[utoipa::path(get, path = "/v1/log/{region}/proof/receipt", tag = "log",
+    params(("region" = String, Path), ReceiptQuery),
+    responses((status = 200, content_type = "text/plain; charset=utf-8", body = String),
+              (status = 400, body = ErrorBody), (status = 421, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn receipt_proof(
+    State(state): State<AppState>,
+    Path(region): Path<String>,
+    parameters: Result<Query<ReceiptQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let region = region_id(&region)?;
+    let ReceiptQuery { index } = query(parameters)?;
+    let proof = state.vault.log(&region)?.tlog_proof(index).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, CHECKPOINT_CACHE_CONTROL)], proof).into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CosignaturesAccepted {
+    /// The configured witnesses whose cosignatures were stored.
+    pub accepted: Vec<String>,
+}
+
+/// A witness hands back its cosignature (C2SP tlog-cosignature/v1): the body is the log's
+/// checkpoint as a signed note with the witness's signature line added. The checkpoint must
+/// be one this log signed; only configured witnesses count and each must verify. Public: the
+/// signatures are the authentication.
+#[utoipa::path(post, path = "/v1/log/{region}/cosignatures", tag = "log",
+    params(("region" = String, Path)),
+    request_body(content = String, content_type = "text/plain"),
+    responses((status = 200, body = CosignaturesAccepted), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 421, body = ErrorBody)))]
+async fn add_cosignatures(
+    State(state): State<AppState>,
+    Path(region): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<CosignaturesAccepted>, ApiError> {
+    let region = region_id(&region)?;
+    if body.len() > COSIGNATURE_BODY_BYTES_MAX {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, format!("a cosigned checkpoint is at most {COSIGNATURE_BODY_BYTES_MAX} bytes")));
+    }
+    let accepted = state.vault.log(&region)?.add_cosignatures(&body).await?;
+    Ok(Json(CosignaturesAccepted { accepted }))
+}
+
+/// The latest checkpoint's witnesses: who cosigned it, the quorum, and whether it is met.
+#[utoipa::path(get, path = "/v1/log/{region}/witnesses", tag = "log",
+    params(("region" = String, Path)),
+    responses((status = 200, body = service::Witnessing), (status = 421, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn witnessing(State(state): State<AppState>, Path(region): Path<String>) -> Result<Json<service::Witnessing>, ApiError> {
+    let region = region_id(&region)?;
+    Ok(Json(state.vault.log(&region)?.witnessing().await?))
 }
 
 /// Sign the region's log now (it is also signed on a fixed interval).

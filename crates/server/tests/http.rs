@@ -17,6 +17,8 @@ fn app(t: &TestVault) -> Router {
     server::app(server::AppState {
         vault: t.vault.clone(),
         service_tokens: std::sync::Arc::new(vec![ServiceToken { name: "tests".to_owned(), sha256: digest }]),
+        gate: None,
+        identity: None,
     })
 }
 

@@ -24,6 +24,8 @@ fn app(t: &TestVault) -> Router {
     server::app(server::AppState {
         vault: t.vault.clone(),
         service_tokens: Arc::new(vec![ServiceToken { name: "tests".to_owned(), sha256: digest }]),
+        gate: None,
+        identity: None,
     })
 }
 

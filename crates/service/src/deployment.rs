@@ -5,8 +5,11 @@
 //! - `custos.toml` — the configuration ([`Config`]);
 //! - `keyring.json` — key-encryption keys, mode 0600 (keyring provider only);
 //! - `regions/<region>.db` — one SQLite database per region (SQLite backend only);
-//! - `log-keys.json` — the access logs' Ed25519 signing seeds, mode 0600 ([`LogKeys`]).
+//! - `log-keys.json` — the access logs' Ed25519 signing seeds, mode 0600 ([`LogKeys`]);
+//! - `directory.db` — staff, cases and pending access requests (SQLite backend only; on
+//!   PostgreSQL the schema `custos_directory`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,11 +20,15 @@ use base64::Engine;
 use model::{GeoDb, RegionId};
 use seal::{DataKeyCache, KeyProvider, KeyringFile, Pkcs11Config, Pkcs11Provider};
 use serde::{Deserialize, Serialize};
-use store::{LogStore, PostgresStore, RegionStore, SqliteStore};
+use policy::PolicyEngine;
+use store::{DirectoryStore, LogStore, PostgresDirectory, PostgresStore, RegionStore, SqliteDirectory, SqliteStore};
 
 use crate::log::{RegionLog, log_origin};
 use crate::log_keys::LogKeys;
-use crate::{Clock, RegionSetup, Vault, VaultOptions};
+use crate::{AccessSettings, Clock, Gate, RegionSetup, Vault, VaultOptions};
+
+/// The PostgreSQL schema of a deployment's directory.
+pub const DIRECTORY_SCHEMA_DEFAULT: &str = "custos_directory";
 
 pub const CONFIG_FILE_NAME: &str = "custos.toml";
 /// Held exclusively by the one process that has a deployment open (see [`open_deployment`]).
@@ -51,6 +58,10 @@ pub struct Config {
     /// Milliseconds between checkpoint signings of each region's log. Default 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_interval_ms: Option<u64>,
+    /// How many of the configured witnesses must cosign a checkpoint before it is reported
+    /// witnessed. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_quorum: Option<usize>,
     pub storage: StorageConfig,
     pub keys: KeysConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +69,92 @@ pub struct Config {
     /// Machine identities allowed to call the ingest API. Only token digests are stored.
     #[serde(default)]
     pub service_tokens: Vec<ServiceToken>,
+    /// Witnesses whose C2SP tlog-cosignature/v1 cosignatures of this deployment's checkpoints
+    /// are accepted and served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<WitnessConfig>,
+    /// A directory of Cedar policies replacing the default set (relative paths are taken
+    /// from the data directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<PathBuf>,
+    /// Approvers, approval lifetime, the countries of each region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessConfig>,
+    /// The identity provider whose JWTs staff and machines present (issuer, audience,
+    /// JWKS). Without it the staff routes answer 503. A relative `jwks_file` is taken from
+    /// the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<auth::IdentityConfig>,
+}
+
+impl Config {
+    /// The identity configuration with a relative JWKS file resolved against `dir`.
+    pub fn identity_in(&self, dir: &Path) -> Option<auth::IdentityConfig> {
+        self.identity.clone().map(|mut identity| {
+            if let auth::JwksSource::File(path) = &identity.jwks
+                && path.is_relative()
+            {
+                identity.jwks = auth::JwksSource::File(dir.join(path));
+            }
+            identity
+        })
+    }
+}
+
+/// Where `custos init --dev-issuer` puts the development token issuer.
+pub const DEV_ISSUER_DIR_NAME: &str = "dev-issuer";
+/// The development issuer's `iss` and the audience its tokens carry.
+pub const DEV_ISSUER_NAME: &str = "custos-dev-issuer";
+pub const DEV_AUDIENCE: &str = "custos";
+
+/// One `[[witnesses]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's cosignature verifier key (signed-note vkey of type 0x04), as
+    /// `custos log witness init` prints it.
+    pub vkey: String,
+}
+
+impl Config {
+    /// The configured witnesses' verifiers (already validated by [`read_config`]).
+    pub fn witness_verifiers(&self) -> Vec<tlog::CosignatureVerifier> {
+        self.witnesses.iter().filter_map(|witness| tlog::CosignatureVerifier::from_vkey(&witness.vkey).ok()).collect()
+    }
+}
+
+/// The `[access]` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Roles that may approve colleagues' requests. Default `["privacy_officer"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_roles: Option<Vec<String>>,
+    /// How long a request waits for approval, in seconds. Default 86400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_ttl_seconds: Option<u64>,
+    /// ISO countries inside each region, e.g. `us = ["US"]`: staff working from elsewhere
+    /// read that region's subjects cross-border.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region_countries: BTreeMap<String, Vec<String>>,
+}
+
+/// Longest accepted approval lifetime: a week.
+pub const APPROVAL_TTL_SECONDS_MAX: u64 = 7 * 24 * 3600;
+
+impl AccessConfig {
+    pub fn settings(&self) -> AccessSettings {
+        let mut settings = AccessSettings::default();
+        if let Some(roles) = &self.approver_roles {
+            settings.approver_roles = roles.iter().cloned().collect();
+        }
+        if let Some(seconds) = self.approval_ttl_seconds {
+            settings.approval_ttl = Duration::from_secs(seconds);
+        }
+        settings.region_countries =
+            self.region_countries.iter().map(|(region, countries)| (region.clone(), countries.iter().cloned().collect())).collect();
+        settings
+    }
 }
 
 impl Config {
@@ -139,6 +236,10 @@ pub enum DeploymentError {
     LogKeys(#[from] crate::LogKeyError),
     #[error("access log of region {region}: {message}")]
     Log { region: RegionId, message: String },
+    #[error("staff and case directory: {message}")]
+    Directory { message: String },
+    #[error("policies {path}: {message}")]
+    Policy { path: PathBuf, message: String },
 }
 
 /// What `custos init` sets up.
@@ -148,6 +249,9 @@ pub struct InitOptions {
     pub storage: StorageConfig,
     pub keys: KeysConfig,
     pub geo: Option<GeoConfig>,
+    /// Create a local development token issuer (`custos staff token`) and trust it. Never
+    /// for production: whoever reads the data directory can mint any identity.
+    pub dev_issuer: bool,
 }
 
 /// Creates a data directory: configuration, keyring (for the keyring provider) and one
@@ -169,6 +273,17 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
         })?;
     }
     LogKeys::in_data_dir(dir).seeds_creating(&options.regions)?;
+    let identity = if options.dev_issuer {
+        let issuer_dir = dir.join(DEV_ISSUER_DIR_NAME);
+        fs::create_dir_all(&issuer_dir).map_err(|error| io(&issuer_dir, error))?;
+        let issuer = auth::DevIssuer::create(&issuer_dir, DEV_ISSUER_NAME, DEV_AUDIENCE)
+            .map_err(|error| DeploymentError::Io { path: issuer_dir.clone(), message: error.to_string() })?;
+        let mut identity = issuer.identity_config();
+        identity.jwks = auth::JwksSource::File(PathBuf::from(DEV_ISSUER_DIR_NAME).join(auth::DEV_JWKS_FILE));
+        Some(identity)
+    } else {
+        None
+    };
     let token = new_service_token()?;
     let config = Config {
         regions: options.regions,
@@ -181,6 +296,11 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
         }],
         log_origin_host: Some(LOG_ORIGIN_HOST_DEFAULT.to_owned()),
         checkpoint_interval_ms: Some(CHECKPOINT_INTERVAL_MS_DEFAULT),
+        witness_quorum: None,
+        witnesses: Vec::new(),
+        policies: None,
+        access: None,
+        identity,
     };
     let text = toml::to_string_pretty(&config)
         .map_err(|error| DeploymentError::Config { path: config_path.clone(), message: error.to_string() })?;
@@ -218,6 +338,25 @@ pub fn read_config(dir: &Path) -> Result<Config, DeploymentError> {
         return Err(DeploymentError::Config {
             path,
             message: format!("`checkpoint_interval_ms` must be between 1 and {CHECKPOINT_INTERVAL_MS_MAX}"),
+        });
+    }
+    if let Some(seconds) = config.access.as_ref().and_then(|access| access.approval_ttl_seconds)
+        && !(1..=APPROVAL_TTL_SECONDS_MAX).contains(&seconds)
+    {
+        return Err(DeploymentError::Config {
+            path,
+            message: format!("`access.approval_ttl_seconds` must be between 1 and {APPROVAL_TTL_SECONDS_MAX}"),
+        });
+    }
+    for (index, witness) in config.witnesses.iter().enumerate() {
+        if let Err(error) = tlog::CosignatureVerifier::from_vkey(&witness.vkey) {
+            return Err(DeploymentError::Config { path, message: format!("`witnesses[{index}].vkey` is not a cosignature key: {error}") });
+        }
+    }
+    if config.witness_quorum.unwrap_or(0) > config.witnesses.len() {
+        return Err(DeploymentError::Config {
+            path,
+            message: format!("`witness_quorum` {} exceeds the {} configured witnesses", config.witness_quorum.unwrap_or(0), config.witnesses.len()),
         });
     }
     let host = config.log_origin_host();
@@ -264,7 +403,8 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
     for ((region, store), seed) in config.regions.iter().zip(log_stores).zip(&seeds) {
         let log = RegionLog::start(region.clone(), store, &config.log_origin(region), seed, Some(config.checkpoint_interval()))
             .await
-            .map_err(|error| DeploymentError::Log { region: region.clone(), message: error.to_string() })?;
+            .map_err(|error| DeploymentError::Log { region: region.clone(), message: error.to_string() })?
+            .with_witnesses(config.witness_verifiers(), config.witness_quorum.unwrap_or(0));
         logs.push(log);
     }
     let geo = match &config.geo {
@@ -282,6 +422,30 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
         message: format!("failed to finish an interrupted erase or rotation: {error}"),
     })?;
     Ok((config, vault))
+}
+
+/// Opens the deployment in `dir` for access: the vault with its logs, the directory (staff,
+/// cases, pending requests) in the same storage, and the policy set in force.
+pub async fn open_gate(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Config, Gate), DeploymentError> {
+    let (config, vault) = open_deployment(dir, clock).await?;
+    let directory_failed = |error: store::StoreError| DeploymentError::Directory { message: error.to_string() };
+    let directory: Arc<dyn DirectoryStore> = match &config.storage {
+        StorageConfig::Sqlite => Arc::new(SqliteDirectory::open(dir).map_err(directory_failed)?),
+        StorageConfig::Postgres { url } => {
+            Arc::new(PostgresDirectory::connect(url, DIRECTORY_SCHEMA_DEFAULT).await.map_err(directory_failed)?)
+        }
+    };
+    let engine = match &config.policies {
+        Some(policies) => {
+            let path = dir.join(policies);
+            PolicyEngine::load_dir(&path).map_err(|error| DeploymentError::Policy { path, message: error.to_string() })?
+        }
+        None => PolicyEngine::default_set()
+            .map_err(|error| DeploymentError::Policy { path: PathBuf::from("<default policies>"), message: error.to_string() })?,
+    };
+    let settings = config.access.clone().unwrap_or_default().settings();
+    let gate = Gate::new(Arc::new(vault), directory, Arc::new(engine), settings);
+    Ok((config, gate))
 }
 
 /// The verifier key (`<origin>+<key id hex>+<base64 type ‖ public key>`, the signed-note

@@ -52,6 +52,18 @@ pub enum ServiceError {
     LogEntryRejected(String),
     #[error("invalid proof request: {0}")]
     InvalidProofRequest(String),
+    #[error("invalid request: {field}: {message}")]
+    InvalidRequest { field: String, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("approval of {request} refused: {reason}")]
+    ApprovalRefused { request: String, reason: String },
+    #[error("access request {request} is already {status}")]
+    AlreadyDecided { request: String, status: String },
+    #[error("access request {request} expired at {expired_at}")]
+    ApprovalExpired { request: String, expired_at: chrono::DateTime<chrono::Utc> },
     #[error("{0}")]
     Internal(String),
 }

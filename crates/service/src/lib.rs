@@ -1,11 +1,15 @@
 //! The use cases of custos over the pure crates and storage: ingest subjects and values,
-//! reveal values through minimizing views, erase subjects, rotate keys — for the regions this
-//! node serves, and no others.
+//! decide and log access and reveal values through minimizing views, approvals, cases and
+//! the staff directory, erase subjects, rotate keys — for the regions this node serves, and
+//! no others.
 //!
 //! This crate is the API boundary: the HTTP server, the CLI and scenario replay all call it,
 //! so each rule (residency, validation, all-or-nothing writes) is enforced in exactly one place.
 
+mod access;
 mod clock;
+mod decision_entry;
+mod directory;
 mod deployment;
 mod error;
 mod ingest;
@@ -16,14 +20,23 @@ mod vault;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use access::{
+    ACCESS_NAME_BYTES_MAX, ACCESS_SUBJECTS_MAX, APPROVAL_NOTE_BYTES_MAX, APPROVAL_TTL_DEFAULT, APPROVER_ROLES_DEFAULT,
+    AccessAnswer, AccessInput, AccessSettings, ApprovalInput, ApprovalView, Caller, CallerKind, FieldAnswer, Gate,
+    JUSTIFICATION_BYTES_MAX, PendingView, Receipt, SubjectAnswer,
+};
+pub use directory::{CaseInput, CaseUpdate, CaseView, HrInput, LegalProcessInput, ShiftInput, StaffInput};
+pub use decision_entry::{
+    AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, SubjectSnapshot, kind_of,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
-    CONFIG_FILE_NAME, Config, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig,
-    init_data_dir, open_deployment, read_config,
+    AccessConfig, APPROVAL_TTL_SECONDS_MAX, CONFIG_FILE_NAME, DEV_AUDIENCE, DEV_ISSUER_DIR_NAME, DEV_ISSUER_NAME, Config, DIRECTORY_SCHEMA_DEFAULT, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig, WitnessConfig,
+    init_data_dir, open_deployment, open_gate, read_config,
     CHECKPOINT_INTERVAL_MS_DEFAULT, CHECKPOINT_INTERVAL_MS_MAX, LOG_ORIGIN_HOST_DEFAULT, log_verifier_key,
 };
 pub use error::{ServiceError, ValueRejection};
-pub use log::{LogReceipt, RegionLog, log_origin};
+pub use log::{LogReceipt, RegionLog, Witnessing, log_origin};
 pub use log_keys::{LOG_KEYS_FILE_NAME, LogKeyError, LogKeys};
 pub use ingest::{
     INGEST_SUBJECTS_MAX, IngestOutcome, SubjectInput, VALUES_PER_SUBJECT_MAX, ValueInput, ValidatedSubject,

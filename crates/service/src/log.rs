@@ -31,6 +31,8 @@ pub struct LogReceipt {
     pub origin: String,
     pub index: LeafIndex,
     pub leaf_hash: Hash,
+    /// The entry as logged: salt, then the canonical bytes.
+    pub entry: Vec<u8>,
 }
 
 /// The origin line (and signing key name) of a region's log.
@@ -45,6 +47,20 @@ pub struct RegionLog {
     sequencer: Sequencer,
     checkpointer: Arc<Checkpointer>,
     periodic: Option<JoinHandle<()>>,
+    /// Witnesses whose cosignatures are accepted, and how many make a checkpoint witnessed.
+    witnesses: Vec<tlog::CosignatureVerifier>,
+    quorum: usize,
+}
+
+/// Where a region's latest checkpoint stands with its witnesses.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Witnessing {
+    pub size: u64,
+    /// Names of the configured witnesses whose cosignature of this checkpoint is held.
+    pub cosigners: Vec<String>,
+    pub quorum: usize,
+    /// Whether at least `quorum` configured witnesses cosigned it.
+    pub witnessed: bool,
 }
 
 impl std::fmt::Debug for RegionLog {
@@ -82,7 +98,54 @@ impl RegionLog {
         let sequencer = Sequencer::start(Arc::clone(&store)).await.map_err(|error| internal(error.to_string()))?;
         checkpointer.sign_now().await.map_err(|error| internal(error.to_string()))?;
         let periodic = checkpoint_interval.map(|interval| Arc::clone(&checkpointer).spawn_periodic(interval));
-        Ok(RegionLog { region, store, sequencer, checkpointer, periodic })
+        Ok(RegionLog { region, store, sequencer, checkpointer, periodic, witnesses: Vec::new(), quorum: 0 })
+    }
+
+    /// Accepts cosignatures from `witnesses` (tlog-cosignature/v1 vkeys, already parsed);
+    /// a checkpoint is reported witnessed once `quorum` of them cosigned it.
+    pub fn with_witnesses(mut self, witnesses: Vec<tlog::CosignatureVerifier>, quorum: usize) -> RegionLog {
+        self.witnesses = witnesses;
+        self.quorum = quorum;
+        self
+    }
+
+    /// Stores the cosignatures a witness sent: `note` is the log's checkpoint with the
+    /// witness's signature lines added. The checkpoint text must be exactly that of a
+    /// checkpoint this log signed; each line from a configured witness must verify (one that
+    /// does not rejects the whole submission); lines from other keys are ignored. Returns
+    /// the names of the witnesses whose cosignatures were stored.
+    pub async fn add_cosignatures(&self, note: &[u8]) -> Result<Vec<String>, ServiceError> {
+        let refused = |message: String| ServiceError::InvalidRequest { field: "cosignature".to_owned(), message };
+        let note = tlog::Note::parse(note).map_err(|error| refused(format!("not a signed note: {error}")))?;
+        let checkpoint = tlog::Checkpoint::parse(note.text()).map_err(|error| refused(format!("not a checkpoint: {error}")))?;
+        let size = checkpoint.size();
+        let stored = self.store.checkpoint_at(size).await?.ok_or_else(|| refused(format!("this log signed no checkpoint of size {size}")))?;
+        let stored_note = tlog::Note::parse(stored.note.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+        if stored_note.text() != note.text() {
+            return Err(refused(format!("the checkpoint text differs from the one this log signed at size {size}")));
+        }
+        // Verified before any await: the verifier references are not Send.
+        let verified: Vec<(String, String)> = {
+            let verifiers: Vec<&dyn tlog::NoteVerifier> = self.witnesses.iter().map(|witness| witness as &dyn tlog::NoteVerifier).collect();
+            let verified = note.verify_known(&verifiers).map_err(|error| refused(format!("a witness cosignature does not verify: {error}")))?;
+            verified.into_iter().map(|signature| (signature.name().as_str().to_owned(), signature.to_line())).collect()
+        };
+        if verified.is_empty() {
+            return Err(refused("no cosignature from a configured witness".to_owned()));
+        }
+        let mut accepted = Vec::with_capacity(verified.len());
+        for (witness, line) in verified {
+            self.store.save_cosignature(&store::StoredCosignature { size, witness: witness.clone(), line }).await?;
+            accepted.push(witness);
+        }
+        Ok(accepted)
+    }
+
+    /// The latest checkpoint's standing with the configured witnesses.
+    pub async fn witnessing(&self) -> Result<Witnessing, ServiceError> {
+        let latest = self.store.latest_checkpoint().await?.ok_or_else(|| ServiceError::Log("no checkpoint has been signed".to_owned()))?;
+        let cosigners: Vec<String> = self.store.cosignatures(latest.size).await?.into_iter().map(|cosignature| cosignature.witness).collect();
+        Ok(Witnessing { size: latest.size.0, witnessed: cosigners.len() >= self.quorum, quorum: self.quorum, cosigners })
     }
 
     pub fn region(&self) -> &RegionId {
@@ -103,8 +166,8 @@ impl RegionLog {
         let mut salt = [0u8; SALT_BYTES];
         aws_lc_rs::rand::fill(&mut salt).map_err(|_| ServiceError::Internal("system random failed".to_owned()))?;
         let entry = salted_entry(canonical, salt).map_err(|error| ServiceError::LogEntryRejected(error.to_string()))?;
-        let receipt = self.sequencer.append(entry).await.map_err(|error| ServiceError::Log(error.to_string()))?;
-        Ok(LogReceipt { origin: self.origin().to_owned(), index: receipt.index, leaf_hash: receipt.leaf_hash })
+        let receipt = self.sequencer.append(entry.clone()).await.map_err(|error| ServiceError::Log(error.to_string()))?;
+        Ok(LogReceipt { origin: self.origin().to_owned(), index: receipt.index, leaf_hash: receipt.leaf_hash, entry })
     }
 
     /// Signs the current tree now and returns the note text.
@@ -113,10 +176,17 @@ impl RegionLog {
         note_text(signed.note.to_bytes())
     }
 
-    /// The latest signed checkpoint note, as published.
+    /// The latest signed checkpoint note, as published: the log's signature, then the
+    /// witnesses' cosignatures of it.
     pub async fn checkpoint(&self) -> Result<String, ServiceError> {
         match self.store.latest_checkpoint().await? {
-            Some(stored) => Ok(stored.note),
+            Some(stored) => {
+                let mut note = stored.note;
+                for cosignature in self.store.cosignatures(stored.size).await? {
+                    note.push_str(&cosignature.line);
+                }
+                Ok(note)
+            }
             // `start` signs once, so this only happens if the store lost the checkpoint.
             None => Err(ServiceError::Log("no checkpoint has been signed".to_owned())),
         }
@@ -140,6 +210,24 @@ impl RegionLog {
         }
         let bytes = encode_bundle(&entries).map_err(|error| ServiceError::Log(error.to_string()))?;
         Ok(Some(bytes))
+    }
+
+    /// A C2SP tlog-proof for the entry at `index`: its inclusion proof in the latest signed
+    /// checkpoint, with that checkpoint. An index the latest checkpoint does not cover yet is
+    /// an invalid request (the next signing covers it).
+    pub async fn tlog_proof(&self, index: u64) -> Result<Vec<u8>, ServiceError> {
+        let note_text = self.checkpoint().await?;
+        let note = tlog::Note::parse(note_text.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+        let checkpoint = tlog::Checkpoint::parse(note.text()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+        let size = checkpoint.size().0;
+        if index >= size {
+            return Err(ServiceError::InvalidProofRequest(format!(
+                "index {index} is not covered by the latest signed checkpoint (size {size}) yet"
+            )));
+        }
+        let proof = self.inclusion_proof(index, size).await?;
+        let proof = tlog::TlogProof::new(None, LeafIndex(index), proof, note).map_err(|error| ServiceError::Log(error.to_string()))?;
+        Ok(proof.to_bytes())
     }
 
     /// The inclusion proof of leaf `index` in the tree of `size` leaves.

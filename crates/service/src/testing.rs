@@ -27,6 +27,7 @@ pub struct TestVault {
     pub log_store: Arc<dyn LogStore>,
     pub backend: Backend,
     pub root: tempfile::TempDir,
+    clock: Arc<ManualClock>,
 }
 
 /// The seed of every test vault's log key; tests verify against [`TestVault::log_verifier_key`].
@@ -87,8 +88,9 @@ async fn build(
     let setup = RegionSetup { region: region.clone(), store: Arc::clone(&store), keys: Arc::clone(&keys) };
     let origin = crate::log_origin(TEST_LOG_ORIGIN_HOST, &region);
     let log = RegionLog::start(region.clone(), Arc::clone(&log_store), &origin, &TEST_LOG_SEED, None).await.unwrap();
-    let vault = Vault::new(vec![setup], VaultOptions { geo: None, clock: clock(), cache: DataKeyCache::default() }).with_logs(vec![log]);
-    TestVault { vault: Arc::new(vault), region, keys, store, log_store, backend, root }
+    let clock = clock();
+    let vault = Vault::new(vec![setup], VaultOptions { geo: None, clock: clock.clone(), cache: DataKeyCache::default() }).with_logs(vec![log]);
+    TestVault { vault: Arc::new(vault), region, keys, store, log_store, backend, root, clock }
 }
 
 /// The personal values every test ingests; none of them may ever appear in storage.
@@ -112,6 +114,19 @@ pub fn person(id: &str, region: &RegionId, values: &[(&str, &str)]) -> Validated
 }
 
 impl TestVault {
+    /// Access control over this vault: the default policy set and a SQLite directory in the
+    /// test's temporary directory, with `settings`.
+    pub fn gate(&self, settings: crate::AccessSettings) -> Arc<crate::Gate> {
+        let directory = Arc::new(store::SqliteDirectory::open(self.root.path()).unwrap());
+        let engine = Arc::new(policy::PolicyEngine::default_set().unwrap());
+        Arc::new(crate::Gate::new(Arc::clone(&self.vault), directory, engine, settings))
+    }
+
+    /// The test clock (every test vault runs on a [`ManualClock`]).
+    pub fn clock(&self) -> &ManualClock {
+        self.clock.as_ref()
+    }
+
     /// The verifier key of the region's log.
     pub fn log_verifier_key(&self) -> String {
         self.vault.log(&self.region).unwrap().verifier_key()
@@ -134,6 +149,22 @@ impl TestVault {
         let values = self.store.values(&subject(id), &[field]).await.unwrap();
         assert_eq!(values.len(), 1);
         values[0].sealed.clone()
+    }
+
+    /// Makes the region's log storage fail from now on, as a full disk or a dropped table
+    /// would: its entry table is renamed behind custos' back. Subjects and values stay
+    /// readable, so a read that still succeeded would have skipped the log.
+    pub async fn break_log_storage(&self) {
+        match &self.backend {
+            Backend::Sqlite { dir } => {
+                let connection = rusqlite::Connection::open(dir.join(format!("{}.db", self.region))).unwrap();
+                connection.execute_batch("ALTER TABLE log_entries RENAME TO log_entries_gone").unwrap();
+            }
+            Backend::Postgres { .. } => {
+                let (client, schema) = self.postgres().await.unwrap();
+                client.batch_execute(&format!("ALTER TABLE \"{schema}\".log_entries RENAME TO log_entries_gone")).await.unwrap();
+            }
+        }
     }
 
     /// Overwrites the sealed bytes of a subject's values of `field`, behind custos' back.

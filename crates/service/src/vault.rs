@@ -217,6 +217,18 @@ impl Vault {
         })
     }
 
+    /// Finds a subject among the served regions: its home region and stored record. Subject
+    /// ids are unique across a deployment (the platform's user ids); a subject whose region
+    /// this node does not serve is not found here.
+    pub async fn locate_subject(&self, id: &SubjectId) -> Result<(RegionId, store::SubjectRecord), ServiceError> {
+        for (region, vault) in &self.regions {
+            if let Some(record) = vault.store.subject(id).await? {
+                return Ok((region.clone(), record));
+            }
+        }
+        Err(ServiceError::NotFound(format!("subject {id} in the regions this node serves")))
+    }
+
     /// Opens the subject's values of the requested fields and applies each field's view.
     ///
     /// INVARIANT: no value may leave custos without a durable log entry for the decision that

@@ -19,7 +19,7 @@ fn region(name: &str) -> RegionId {
 }
 
 fn init(dir: &Path) {
-    let options = InitOptions { regions: vec![region("us"), region("eu")], storage: StorageConfig::Sqlite, keys: KeysConfig::Keyring, geo: None };
+    let options = InitOptions { regions: vec![region("us"), region("eu")], storage: StorageConfig::Sqlite, keys: KeysConfig::Keyring, geo: None, dev_issuer: false };
     init_data_dir(dir, options).unwrap();
 }
 

@@ -990,6 +990,7 @@ pub async fn run_log_all(store: &dyn LogStore, backend: &str) {
     check_log_concurrent_appenders(store, backend).await;
     check_log_tiles(store, backend).await;
     check_checkpoints(store, backend).await;
+    check_cosignatures(store, backend).await;
 }
 
 /// A batch at the stored size is written: state, entries (clamped reads) and tiles.
@@ -1265,6 +1266,42 @@ pub async fn check_checkpoints(store: &dyn LogStore, backend: &str) {
         Some(second),
         "{backend}"
     );
+}
+
+/// Cosignatures attach to a saved checkpoint only, one per witness (the newer replaces the
+/// older), bounded in size and count.
+pub async fn check_cosignatures(store: &dyn LogStore, backend: &str) {
+    let latest = store.latest_checkpoint().await.expect("latest");
+    let base = latest.as_ref().map_or(0, |checkpoint| checkpoint.size.0);
+    let size = TreeSize(base + 3);
+    let cosignature = |witness: &str, line: &str| crate::StoredCosignature { size, witness: witness.to_owned(), line: line.to_owned() };
+    match store.save_cosignature(&cosignature("w1", "— w1 AAAA\n")).await {
+        Err(StoreError::NoCheckpoint { size: missing }) => assert_eq!(missing, size.0, "{backend}"),
+        other => panic!("{backend}: expected NoCheckpoint, got {other:?}"),
+    }
+    let saved = StoredCheckpoint { size, root: Hash([9; 32]), note: format!("example.com/log\n{size}\nnote\n") };
+    store.save_checkpoint(&saved).await.expect("save");
+    assert_eq!(store.checkpoint_at(size).await.expect("checkpoint_at"), Some(saved), "{backend}");
+    assert_eq!(store.checkpoint_at(TreeSize(base + 4)).await.expect("checkpoint_at"), None, "{backend}");
+    store.save_cosignature(&cosignature("w2", "— w2 BBBB\n")).await.expect("save w2");
+    store.save_cosignature(&cosignature("w1", "— w1 AAAA\n")).await.expect("save w1");
+    store.save_cosignature(&cosignature("w1", "— w1 CCCC\n")).await.expect("replace w1");
+    assert_eq!(
+        store.cosignatures(size).await.expect("cosignatures"),
+        vec![cosignature("w1", "— w1 CCCC\n"), cosignature("w2", "— w2 BBBB\n")],
+        "{backend}"
+    );
+    assert!(store.cosignatures(TreeSize(base + 4)).await.expect("none").is_empty(), "{backend}");
+    let long = "x".repeat(crate::COSIGNATURE_LINE_BYTES_MAX + 1);
+    assert!(matches!(store.save_cosignature(&cosignature("w3", &long)).await, Err(StoreError::LogBatchInvalid(_))), "{backend}");
+    for index in 2..crate::COSIGNATURES_PER_CHECKPOINT_MAX {
+        store.save_cosignature(&cosignature(&format!("w-{index:03}"), "— w x\n")).await.expect("within the limit");
+    }
+    match store.save_cosignature(&cosignature("w-one-too-many", "— w x\n")).await {
+        Err(StoreError::TooManyCosignatures { max, .. }) => assert_eq!(max, crate::COSIGNATURES_PER_CHECKPOINT_MAX, "{backend}"),
+        other => panic!("{backend}: expected TooManyCosignatures, got {other:?}"),
+    }
+    store.save_cosignature(&cosignature("w1", "— w1 DDDD\n")).await.expect("a known witness may still replace its own");
 }
 
 /// Distinct entries for positions `first..first + count`.

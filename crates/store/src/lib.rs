@@ -32,7 +32,18 @@
 //!     a narrower partial tile is its prefix
 //! log_state(id PK = 1, tree_size, frontier)             frontier: right-edge subtree hashes
 //! log_checkpoints(tree_size PK, root 32 bytes, note, saved_at_ms)
+//!
+//! -- version 3: witnesses
+//! log_cosignatures(tree_size FK log_checkpoints, witness, line, saved_at_ms, PK (tree_size, witness))
+//!     line: the signed-note signature line, e.g. "— witness.example/w1 base64…\n"
 //! ```
+//!
+//!
+//! The deployment-wide [`directory`] (staff, HR facts, on-call periods, cases, access
+//! requests) is a separate database with its own schema version
+//! ([`DIRECTORY_SCHEMA_VERSION`]): `<data dir>/directory.db` in SQLite ([`SqliteDirectory`],
+//! same connection settings), one schema (default `custos_directory`) in PostgreSQL
+//! ([`PostgresDirectory`]). Its tables are documented in [`directory`].
 //!
 //! Migrations are ordered lists of SQL embedded in each backend, applied at open, one
 //! transaction each; a database whose version is newer than the build is refused with
@@ -49,6 +60,10 @@
 //! - An erased subject stays erased: no write, no new data key.
 
 pub mod conformance;
+pub mod directory;
+pub mod directory_conformance;
+mod directory_postgres;
+mod directory_sqlite;
 pub mod log;
 mod plan;
 mod postgres;
@@ -60,8 +75,19 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use model::{FieldKind, Label, RegionId, StaffId, SubjectId};
 
+pub use directory::{
+    APPROVAL_NOTE_BYTES_MAX, AccessRequestRecord, ApprovalRecord, CASE_ASSIGNEES_MAX,
+    CASE_DESTINATIONS_MAX, CASE_PURPOSE_BYTES_MAX, CASE_SUBJECTS_MAX, CaseRecord,
+    DIRECTORY_FILE_NAME, DIRECTORY_SCHEMA_VERSION, DIRECTORY_TEXT_BYTES_MAX, DirectoryStore,
+    HR_FACTS_PER_STAFF_MAX, HrEvent, HrFact, LegalProcess, ON_CALL_PER_STAFF_MAX, OnCall,
+    POSTGRES_DIRECTORY_SCHEMA_DEFAULT, RECORD_ID_BYTES_MAX, REQUEST_APPROVALS_MAX,
+    REQUEST_BYTES_MAX, REQUEST_NEEDS_MAX, RequestStatus, STAFF_ROLES_MAX, Shift, StaffRecord,
+};
+pub use directory_postgres::PostgresDirectory;
+pub use directory_sqlite::SqliteDirectory;
 pub use log::{
-    LOG_BATCH_ENTRIES_MAX, LOG_BATCH_TILES_MAX, LogBatch, LogState, LogStore, StoredCheckpoint,
+    COSIGNATURE_LINE_BYTES_MAX, COSIGNATURES_PER_CHECKPOINT_MAX, LOG_BATCH_ENTRIES_MAX, LOG_BATCH_TILES_MAX, LogBatch,
+    LogState, LogStore, StoredCheckpoint, StoredCosignature,
 };
 pub use postgres::{
     POSTGRES_CONNECT_TIMEOUT_MS, POSTGRES_CONNECTIONS_MAX, POSTGRES_POOL_WAIT_TIMEOUT_MS,
@@ -76,7 +102,7 @@ pub const WRITE_BATCH_ROWS_MAX: usize = 100_000;
 
 /// The schema version this build writes and understands: the number of migrations each
 /// backend carries.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A subject as stored: metadata only, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +216,30 @@ pub enum StoreError {
     CheckpointRollback { saved: u64, new: u64 },
     #[error("checkpoint of size {size} has a different root than the saved one of that size")]
     CheckpointFork { size: u64 },
+    #[error("no checkpoint of size {size} was saved")]
+    NoCheckpoint { size: u64 },
+    #[error("checkpoint of size {size} already holds {max} cosignatures")]
+    TooManyCosignatures { size: u64, max: usize },
+    #[error("{what} {id} already exists")]
+    AlreadyExists { what: &'static str, id: String },
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: String },
+    #[error("access request {id} was already decided ({status})")]
+    AlreadyDecided { id: String, status: RequestStatus },
+    #[error("{what} {id}: {count} exceeds {limit} ({max})")]
+    LimitExceeded {
+        what: &'static str,
+        id: String,
+        limit: &'static str,
+        count: usize,
+        max: usize,
+    },
+    #[error("{what} {id:?} is invalid: {reason}")]
+    InvalidRecord {
+        what: &'static str,
+        id: String,
+        reason: String,
+    },
 }
 
 /// One region's storage. Every method is one transaction.

@@ -49,6 +49,22 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+/// A witness's cosignature of a saved checkpoint: the C2SP signed-note signature line
+/// (`— <witness name> <base64 key id ‖ timestamp ‖ signature>`), kept per checkpoint size
+/// and witness (a newer cosignature of the same size replaces the older one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCosignature {
+    pub size: TreeSize,
+    pub witness: String,
+    pub line: String,
+}
+
+/// Longest stored cosignature line, in bytes: a key name of at most a few hundred bytes and
+/// 96 base64 characters.
+pub const COSIGNATURE_LINE_BYTES_MAX: usize = 1_024;
+/// Most cosignatures kept for one checkpoint.
+pub const COSIGNATURES_PER_CHECKPOINT_MAX: usize = 64;
+
 /// One region's Merkle log. Every method is one transaction.
 #[async_trait]
 pub trait LogStore: Send + Sync {
@@ -76,6 +92,29 @@ pub trait LogStore: Send + Sync {
     /// below the latest saved one, and with [`StoreError::CheckpointFork`] the same size
     /// with another root. Saving the latest checkpoint again is a no-op.
     async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// The saved checkpoint of exactly `size` leaves, if one was saved.
+    async fn checkpoint_at(&self, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Keeps a witness's cosignature of the saved checkpoint of its size (the caller has
+    /// verified it). Refuses one for a size with no saved checkpoint, an over-long line,
+    /// or more than [`COSIGNATURES_PER_CHECKPOINT_MAX`] witnesses for one checkpoint.
+    async fn save_cosignature(&self, cosignature: &StoredCosignature) -> Result<(), StoreError>;
+
+    /// The cosignatures kept for the checkpoint of `size`, by witness name.
+    async fn cosignatures(&self, size: TreeSize) -> Result<Vec<StoredCosignature>, StoreError>;
+}
+
+/// Checks a cosignature before it touches the database.
+pub(crate) fn check_cosignature(cosignature: &StoredCosignature) -> Result<(), StoreError> {
+    if cosignature.line.len() > COSIGNATURE_LINE_BYTES_MAX || cosignature.witness.is_empty() {
+        return Err(StoreError::LogBatchInvalid(format!(
+            "cosignature line of {} bytes by {:?} is empty or over {COSIGNATURE_LINE_BYTES_MAX} bytes",
+            cosignature.line.len(),
+            cosignature.witness
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a batch against itself before it touches the database.

@@ -61,7 +61,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use model::{FieldKind, RegionId, SubjectId};
 use tokio_postgres::NoTls;
 
-use crate::log::{self, LogBatch, LogState, LogStore, StoredCheckpoint};
+use crate::log::{self, COSIGNATURES_PER_CHECKPOINT_MAX, LogBatch, LogState, LogStore, StoredCheckpoint, StoredCosignature};
 use crate::plan::{self, BatchPlan, PlannedSubject, PlannedValue, SubjectRow, SubjectState};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
@@ -144,6 +144,15 @@ CREATE TABLE {schema}.log_checkpoints (
     saved_at_ms BIGINT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE {schema}.log_cosignatures (
+    tree_size BIGINT NOT NULL REFERENCES {schema}.log_checkpoints (tree_size),
+    witness TEXT COLLATE "C" NOT NULL,
+    line TEXT NOT NULL CHECK (length(line) <= 1024),
+    saved_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tree_size, witness)
+);
+"#,
 ];
 
 /// One region's data in one PostgreSQL schema. Cheap to clone; clones share the pool.
@@ -169,29 +178,7 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`, no TLS), creates the region's
     /// schema if missing and brings it up to date.
     pub async fn connect(url: &str, region: RegionId) -> Result<PostgresStore, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|error| StoreError::Postgres(format!("invalid url: {error}")))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_millis(POSTGRES_CONNECT_TIMEOUT_MS));
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("custos");
-        }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POSTGRES_CONNECTIONS_MAX)
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_millis(POSTGRES_CONNECT_TIMEOUT_MS)))
-            .wait_timeout(Some(Duration::from_millis(POSTGRES_POOL_WAIT_TIMEOUT_MS)))
-            .build()
-            .map_err(|error| StoreError::Postgres(error.to_string()))?;
+        let pool = connect_pool(url)?;
         let schema = Self::schema_for(&region);
         let store = PostgresStore {
             sql: std::sync::Arc::new(Statements::new(&schema)),
@@ -199,7 +186,7 @@ impl PostgresStore {
             schema,
             pool,
         };
-        store.migrate().await?;
+        migrate(&store.pool, &store.schema, &MIGRATIONS).await?;
         Ok(store)
     }
 
@@ -218,94 +205,14 @@ impl PostgresStore {
     /// The schema version recorded in the region's schema.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(&self.sql.select_version, &[])
-            .await
-            .map_err(postgres_error)?;
-        Ok(row.get(0))
+        schema_version(&client, &self.schema).await
     }
 
     /// Drops the region's schema with everything in it. For tests and for decommissioning a
     /// region; the store is unusable afterwards.
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                quoted(&self.schema)
-            ))
-            .await
-            .map_err(postgres_error)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        for (index, sql) in MIGRATIONS.iter().enumerate() {
-            let transaction = client.transaction().await.map_err(postgres_error)?;
-            let result = self.migrate_to(&transaction, index as i64 + 1, sql).await;
-            finish(transaction, result).await?;
-        }
-        let found = self.schema_version().await?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        Ok(())
-    }
-
-    /// Applies migration `version` unless it already is; refuses a newer schema.
-    async fn migrate_to(
-        &self,
-        transaction: &Transaction<'_>,
-        version: i64,
-        sql: &str,
-    ) -> Result<(), StoreError> {
-        let schema = quoted(&self.schema);
-        // Two nodes starting at once must not both apply a migration: the lock is held to the
-        // end of the transaction, and the version is read after taking it.
-        transaction
-            .execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&format!("custos migrate {}", self.schema)],
-            )
-            .await
-            .map_err(postgres_error)?;
-        transaction
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; \
-                 CREATE TABLE IF NOT EXISTS {schema}.schema_migrations \
-                 (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
-            ))
-            .await
-            .map_err(postgres_error)?;
-        let found: i64 = transaction
-            .query_one(&self.sql.select_version, &[])
-            .await
-            .map_err(postgres_error)?
-            .get(0);
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if found >= version {
-            return Ok(());
-        }
-        transaction
-            .batch_execute(&sql.replace("{schema}", &schema))
-            .await
-            .map_err(postgres_error)?;
-        transaction
-            .execute(
-                &format!("INSERT INTO {schema}.schema_migrations (version, applied_at_ms) VALUES ($1, $2)"),
-                &[&version, &now_ms()],
-            )
-            .await
-            .map_err(postgres_error)?;
-        Ok(())
+        drop_schema(&client, &self.schema).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -316,9 +223,144 @@ impl PostgresStore {
     }
 }
 
+/// A pool of connections to `url` (`postgres://user@host:port/db`, no TLS) with the limits
+/// above. Connects lazily; shared with the directory.
+pub(crate) fn connect_pool(url: &str) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error| StoreError::Postgres(format!("invalid url: {error}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_millis(POSTGRES_CONNECT_TIMEOUT_MS));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("custos");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(POSTGRES_CONNECTIONS_MAX)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_millis(POSTGRES_CONNECT_TIMEOUT_MS)))
+        .wait_timeout(Some(Duration::from_millis(POSTGRES_POOL_WAIT_TIMEOUT_MS)))
+        .build()
+        .map_err(|error| StoreError::Postgres(error.to_string()))?;
+    Ok(pool)
+}
+
+/// Creates `schema` if missing and applies `migrations` (index `i` brings the schema from
+/// version `i` to `i + 1`), one transaction each; refuses a schema newer than that.
+pub(crate) async fn migrate(
+    pool: &Pool,
+    schema: &str,
+    migrations: &[&str],
+) -> Result<(), StoreError> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|error| StoreError::Postgres(error.to_string()))?;
+    let supported = migrations.len() as i64;
+    for (index, sql) in migrations.iter().enumerate() {
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let result = migrate_to(&transaction, schema, index as i64 + 1, supported, sql).await;
+        finish(transaction, result).await?;
+    }
+    let found = schema_version(&client, schema).await?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    Ok(())
+}
+
+/// Drops `schema` with everything in it.
+pub(crate) async fn drop_schema(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<(), StoreError> {
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quoted(schema)))
+        .await
+        .map_err(postgres_error)
+}
+
+/// The version recorded in `schema`'s `schema_migrations`.
+pub(crate) async fn schema_version<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    schema: &str,
+) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(&select_version(schema), &[])
+        .await
+        .map_err(postgres_error)?;
+    Ok(row.get(0))
+}
+
+fn select_version(schema: &str) -> String {
+    format!(
+        "SELECT coalesce(max(version), 0)::BIGINT FROM {}.schema_migrations",
+        quoted(schema)
+    )
+}
+
+/// Applies migration `version` unless it already is; refuses a newer schema.
+async fn migrate_to(
+    transaction: &Transaction<'_>,
+    schema_name: &str,
+    version: i64,
+    supported: i64,
+    sql: &str,
+) -> Result<(), StoreError> {
+    let schema = quoted(schema_name);
+    // Two nodes starting at once must not both apply a migration: the lock is held to the
+    // end of the transaction, and the version is read after taking it.
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&format!("custos migrate {schema_name}")],
+        )
+        .await
+        .map_err(postgres_error)?;
+    transaction
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; \
+             CREATE TABLE IF NOT EXISTS {schema}.schema_migrations \
+             (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
+        ))
+        .await
+        .map_err(postgres_error)?;
+    let found: i64 = transaction
+        .query_one(&select_version(schema_name), &[])
+        .await
+        .map_err(postgres_error)?
+        .get(0);
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    if found >= version {
+        return Ok(());
+    }
+    transaction
+        .batch_execute(&sql.replace("{schema}", &schema))
+        .await
+        .map_err(postgres_error)?;
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.schema_migrations (version, applied_at_ms) VALUES ($1, $2)"
+            ),
+            &[&version, &now_ms()],
+        )
+        .await
+        .map_err(postgres_error)?;
+    Ok(())
+}
+
 /// Every statement of the store, qualified with the region's schema.
 struct Statements {
-    select_version: String,
     lock_subjects: String,
     share_subjects: String,
     select_subject: String,
@@ -354,9 +396,6 @@ impl Statements {
     fn new(schema: &str) -> Self {
         let s = quoted(schema);
         Statements {
-            select_version: format!(
-                "SELECT coalesce(max(version), 0)::BIGINT FROM {s}.schema_migrations"
-            ),
             lock_subjects: format!(
                 "SELECT id, erased_at_ms IS NOT NULL FROM {s}.subjects WHERE id = ANY($1::TEXT[]) ORDER BY id FOR UPDATE"
             ),
@@ -1013,6 +1052,64 @@ impl LogStore for PostgresStore {
         let result = self.save_checkpoint_in(&transaction, checkpoint).await;
         finish(transaction, result).await
     }
+
+    async fn checkpoint_at(&self, size: tlog::TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let wanted = log::to_i64(size.0)?;
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT root, note FROM {}.log_checkpoints WHERE tree_size = $1", quoted(&self.schema)), &[&wanted])
+            .await
+            .map_err(postgres_error)?;
+        row.map(|row| Ok(StoredCheckpoint { size, root: log::decode_hash(&row.get::<_, Vec<u8>>(0))?, note: row.get(1) })).transpose()
+    }
+
+    async fn save_cosignature(&self, cosignature: &StoredCosignature) -> Result<(), StoreError> {
+        log::check_cosignature(cosignature)?;
+        let size = log::to_i64(cosignature.size.0)?;
+        let schema = quoted(&self.schema);
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let result = async {
+            let saved = transaction
+                .query_opt(&format!("SELECT tree_size FROM {schema}.log_checkpoints WHERE tree_size = $1 FOR SHARE"), &[&size])
+                .await
+                .map_err(postgres_error)?;
+            if saved.is_none() {
+                return Err(StoreError::NoCheckpoint { size: cosignature.size.0 });
+            }
+            let others: i64 = transaction
+                .query_one(&format!("SELECT count(*) FROM {schema}.log_cosignatures WHERE tree_size = $1 AND witness <> $2"), &[&size, &cosignature.witness])
+                .await
+                .map_err(postgres_error)?
+                .get(0);
+            if others >= COSIGNATURES_PER_CHECKPOINT_MAX as i64 {
+                return Err(StoreError::TooManyCosignatures { size: cosignature.size.0, max: COSIGNATURES_PER_CHECKPOINT_MAX });
+            }
+            transaction
+                .execute(
+                    &format!(
+                        "INSERT INTO {schema}.log_cosignatures (tree_size, witness, line, saved_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (tree_size, witness) DO UPDATE SET line = excluded.line, saved_at_ms = excluded.saved_at_ms"
+                    ),
+                    &[&size, &cosignature.witness, &cosignature.line, &now_ms()],
+                )
+                .await
+                .map_err(postgres_error)?;
+            Ok(())
+        }
+        .await;
+        finish(transaction, result).await
+    }
+
+    async fn cosignatures(&self, size: tlog::TreeSize) -> Result<Vec<StoredCosignature>, StoreError> {
+        let wanted = log::to_i64(size.0)?;
+        let client = self.client().await?;
+        let rows = client
+            .query(&format!("SELECT witness, line FROM {}.log_cosignatures WHERE tree_size = $1 ORDER BY witness", quoted(&self.schema)), &[&wanted])
+            .await
+            .map_err(postgres_error)?;
+        Ok(rows.into_iter().map(|row| StoredCosignature { size, witness: row.get(0), line: row.get(1) }).collect())
+    }
 }
 
 impl PostgresStore {
@@ -1120,7 +1217,7 @@ impl PostgresStore {
 /// Commits when the work succeeded, else rolls back at once: a dropped transaction only
 /// queues its rollback until the connection is next driven, and until then it holds its
 /// locks (a test that blocks its runtime while dropping a schema would wait forever).
-async fn finish<T>(
+pub(crate) async fn finish<T>(
     transaction: Transaction<'_>,
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -1233,7 +1330,7 @@ fn key_from_row(row: &tokio_postgres::Row) -> Result<StoredKey, StoreError> {
     })
 }
 
-fn quoted(schema: &str) -> String {
+pub(crate) fn quoted(schema: &str) -> String {
     // INVARIANT: schema names come from `schema_for`, made of a-z, 0-9 and '_' only.
     debug_assert!(
         schema
@@ -1243,7 +1340,7 @@ fn quoted(schema: &str) -> String {
     format!("\"{schema}\"")
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))

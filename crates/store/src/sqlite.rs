@@ -56,7 +56,7 @@ use async_trait::async_trait;
 use model::{FieldKind, RegionId, SubjectId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use crate::log::{self, LogBatch, LogState, LogStore, StoredCheckpoint};
+use crate::log::{self, COSIGNATURES_PER_CHECKPOINT_MAX, LogBatch, LogState, LogStore, StoredCheckpoint, StoredCosignature};
 use crate::plan::{self, BatchPlan, SubjectRow, SubjectState};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
@@ -135,6 +135,15 @@ CREATE TABLE log_checkpoints (
     saved_at_ms INTEGER NOT NULL
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE log_cosignatures (
+    tree_size INTEGER NOT NULL REFERENCES log_checkpoints (tree_size),
+    witness TEXT NOT NULL,
+    line TEXT NOT NULL CHECK (length(line) <= 1024),
+    saved_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tree_size, witness)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 const SELECT_SUBJECT_STATE: &str = "SELECT erased_at_ms FROM subjects WHERE id = ?1";
@@ -184,7 +193,7 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
@@ -204,19 +213,10 @@ impl SqliteStore {
     /// Opens (creating if missing) `<dir>/<region>.db` and brings its schema up to date.
     /// Blocks on file IO: call it at startup or from a blocking task.
     pub fn open(dir: &Path, region: RegionId) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| StoreError::Io(format!("create {}: {error}", dir.display())))?;
         let path = Self::path_for(dir, &region);
-        let mut writer = Connection::open(&path).map_err(sqlite_error)?;
-        configure_writer(&writer)?;
-        migrate(&mut writer)?;
         Ok(SqliteStore {
             region,
-            shared: Arc::new(Shared {
-                path,
-                writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
-            }),
+            shared: Arc::new(Shared::open(path, &MIGRATIONS)?),
         })
     }
 
@@ -231,21 +231,8 @@ impl SqliteStore {
 
     /// The settings of the writer connection, for health checks and tests.
     pub async fn pragmas(&self) -> Result<SqlitePragmas, StoreError> {
-        self.with_writer(|connection| {
-            let text = |name: &str| {
-                connection.pragma_query_value(None, name, |row| row.get::<_, String>(0))
-            };
-            let number =
-                |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, i64>(0));
-            Ok(SqlitePragmas {
-                journal_mode: text("journal_mode").map_err(sqlite_error)?,
-                synchronous: number("synchronous").map_err(sqlite_error)?,
-                secure_delete: number("secure_delete").map_err(sqlite_error)? == 1,
-                foreign_keys: number("foreign_keys").map_err(sqlite_error)? == 1,
-                busy_timeout_ms: number("busy_timeout").map_err(sqlite_error)?,
-            })
-        })
-        .await
+        self.with_writer(|connection| read_pragmas(connection))
+            .await
     }
 
     /// The schema version recorded in the database.
@@ -258,12 +245,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let shared = Arc::clone(&self.shared);
-        run_blocking(move || {
-            let mut connection = lock(&shared.writer);
-            work(&mut connection)
-        })
-        .await
+        Shared::with_writer(&self.shared, work).await
     }
 
     async fn with_reader<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -271,7 +253,54 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let shared = Arc::clone(&self.shared);
+        Shared::with_reader(&self.shared, work).await
+    }
+}
+
+impl Shared {
+    /// Opens (creating it and its directory if missing) the database at `path` with the documented connection
+    /// settings and applies `migrations` (index `i` brings the schema from version `i` to
+    /// `i + 1`). Shared with the directory database.
+    pub(crate) fn open(path: PathBuf, migrations: &[&str]) -> Result<Shared, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|error| StoreError::Io(format!("create {}: {error}", dir.display())))?;
+        }
+        let mut writer = Connection::open(&path).map_err(sqlite_error)?;
+        configure_writer(&writer)?;
+        migrate(&mut writer, migrations)?;
+        Ok(Shared {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on the one writer connection, on the blocking pool.
+    pub(crate) async fn with_writer<T, F>(shared: &Arc<Shared>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(shared);
+        run_blocking(move || {
+            let mut connection = lock(&shared.writer);
+            work(&mut connection)
+        })
+        .await
+    }
+
+    /// Runs `work` on a pooled read-only connection, on the blocking pool.
+    pub(crate) async fn with_reader<T, F>(shared: &Arc<Shared>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(shared);
         run_blocking(move || {
             let idle = lock(&shared.readers).pop();
             let connection = match idle {
@@ -287,6 +316,20 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The settings of `connection` (see the module docs).
+pub(crate) fn read_pragmas(connection: &Connection) -> Result<SqlitePragmas, StoreError> {
+    let text =
+        |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, String>(0));
+    let number = |name: &str| connection.pragma_query_value(None, name, |row| row.get::<_, i64>(0));
+    Ok(SqlitePragmas {
+        journal_mode: text("journal_mode").map_err(sqlite_error)?,
+        synchronous: number("synchronous").map_err(sqlite_error)?,
+        secure_delete: number("secure_delete").map_err(sqlite_error)? == 1,
+        foreign_keys: number("foreign_keys").map_err(sqlite_error)? == 1,
+        busy_timeout_ms: number("busy_timeout").map_err(sqlite_error)?,
+    })
 }
 
 #[async_trait]
@@ -716,6 +759,65 @@ impl LogStore for SqliteStore {
         })
         .await
     }
+
+    async fn checkpoint_at(&self, size: tlog::TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let wanted = log::to_i64(size.0)?;
+        self.with_reader(move |connection| {
+            let row: Option<(Vec<u8>, String)> = connection
+                .query_row("SELECT root, note FROM log_checkpoints WHERE tree_size = ?1", [wanted], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(sqlite_error)?;
+            row.map(|(root, note)| Ok(StoredCheckpoint { size, root: log::decode_hash(&root)?, note })).transpose()
+        })
+        .await
+    }
+
+    async fn save_cosignature(&self, cosignature: &StoredCosignature) -> Result<(), StoreError> {
+        log::check_cosignature(cosignature)?;
+        let cosignature = cosignature.clone();
+        let size = log::to_i64(cosignature.size.0)?;
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let saved: Option<i64> = transaction
+                .query_row("SELECT tree_size FROM log_checkpoints WHERE tree_size = ?1", [size], |row| row.get(0))
+                .optional()
+                .map_err(sqlite_error)?;
+            if saved.is_none() {
+                return Err(StoreError::NoCheckpoint { size: cosignature.size.0 });
+            }
+            let others: i64 = transaction
+                .query_row("SELECT count(*) FROM log_cosignatures WHERE tree_size = ?1 AND witness <> ?2", params![size, cosignature.witness], |row| {
+                    row.get(0)
+                })
+                .map_err(sqlite_error)?;
+            if others >= COSIGNATURES_PER_CHECKPOINT_MAX as i64 {
+                return Err(StoreError::TooManyCosignatures { size: cosignature.size.0, max: COSIGNATURES_PER_CHECKPOINT_MAX });
+            }
+            transaction
+                .execute(
+                    "INSERT INTO log_cosignatures (tree_size, witness, line, saved_at_ms) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (tree_size, witness) DO UPDATE SET line = excluded.line, saved_at_ms = excluded.saved_at_ms",
+                    params![size, cosignature.witness, cosignature.line, now_ms()],
+                )
+                .map_err(sqlite_error)?;
+            transaction.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn cosignatures(&self, size: tlog::TreeSize) -> Result<Vec<StoredCosignature>, StoreError> {
+        let wanted = log::to_i64(size.0)?;
+        self.with_reader(move |connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT witness, line FROM log_cosignatures WHERE tree_size = ?1 ORDER BY witness")
+                .map_err(sqlite_error)?;
+            let rows = statement
+                .query_map([wanted], |row| Ok(StoredCosignature { size, witness: row.get(0)?, line: row.get(1)? }))
+                .map_err(sqlite_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)
+        })
+        .await
+    }
 }
 
 fn select_log_size(connection: &Connection) -> Result<u64, StoreError> {
@@ -873,14 +975,15 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
-fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+fn migrate(connection: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    let supported = migrations.len() as i64;
     connection
         .execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations \
              (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL) STRICT",
         )
         .map_err(sqlite_error)?;
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
+    for (index, sql) in migrations.iter().enumerate() {
         let version = index as i64 + 1;
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -888,11 +991,8 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         // Read inside the write transaction: a second process opening the same file at the
         // same time waits here and then sees the migration as done.
         let found = recorded_version(&transaction)?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                supported: SCHEMA_VERSION,
-            });
+        if found > supported {
+            return Err(StoreError::SchemaTooNew { found, supported });
         }
         if found >= version {
             continue;
@@ -907,16 +1007,13 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         transaction.commit().map_err(sqlite_error)?;
     }
     let found = recorded_version(connection)?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
     }
     Ok(())
 }
 
-fn recorded_version(connection: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn recorded_version(connection: &Connection) -> Result<i64, StoreError> {
     connection
         .query_row(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
@@ -1036,7 +1133,7 @@ fn value_from_columns(
 }
 
 /// Runs blocking work on tokio's blocking pool; a panic in it resumes in the caller.
-async fn run_blocking<T, F>(work: F) -> Result<T, StoreError>
+pub(crate) async fn run_blocking<T, F>(work: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -1059,13 +1156,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
-fn sqlite_error(error: rusqlite::Error) -> StoreError {
+pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
     StoreError::Sqlite(error.to_string())
 }

@@ -1,13 +1,14 @@
 //! Helpers for tests that need a real database, shared by this crate's tests and those of
 //! the crates above it: finding the test PostgreSQL server (or skipping loudly when it is
-//! absent), unique region names, and dropping a test schema even when the test fails.
+//! absent), unique region and directory schema names, and dropping a test schema even when
+//! the test fails.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use model::RegionId;
 
-use crate::PostgresStore;
+use crate::{PostgresDirectory, PostgresStore};
 
 /// Environment variable naming the test PostgreSQL server.
 pub const DATABASE_URL_VARIABLE: &str = "CUSTOS_TEST_DATABASE_URL";
@@ -83,7 +84,25 @@ pub async fn postgres_test_store(url: &str) -> (PostgresStore, SchemaGuard) {
     (store, guard)
 }
 
-/// Drops a region's schema on drop. Drop cannot await, and the test's runtime may be the
+/// A directory schema name no other test uses: the schema of a [`unique_region`] with
+/// `_directory` appended.
+pub fn unique_directory_schema() -> String {
+    format!("{}_directory", PostgresStore::schema_for(&unique_region()))
+}
+
+/// Connects a directory on a fresh schema; the returned guard drops the schema when it goes
+/// out of scope, also when the test panics.
+pub async fn postgres_test_directory(url: &str) -> (PostgresDirectory, SchemaGuard) {
+    let schema = unique_directory_schema();
+    // Made before connecting, so that a schema left half-migrated is dropped as well.
+    let guard = SchemaGuard::for_schema(url, &schema);
+    let directory = PostgresDirectory::connect(url, &schema)
+        .await
+        .expect("connect the directory to the test database");
+    (directory, guard)
+}
+
+/// Drops a region's (or any test) schema on drop. Drop cannot await, and the test's runtime may be the
 /// single thread that is dropping this guard, so it uses its own thread, runtime and
 /// connection.
 #[derive(Debug)]
@@ -97,6 +116,14 @@ impl SchemaGuard {
         SchemaGuard {
             url: url.to_owned(),
             schema: PostgresStore::schema_for(region),
+        }
+    }
+
+    /// A guard for a schema named directly, such as a directory's.
+    pub fn for_schema(url: &str, schema: &str) -> SchemaGuard {
+        SchemaGuard {
+            url: url.to_owned(),
+            schema: schema.to_owned(),
         }
     }
 

@@ -42,7 +42,8 @@ pub use cosignature::{
     COSIGNATURE_TIMESTAMP_SECONDS_MAX, CosignError, CosignatureVerifier, Cosigner, cosignature_message,
 };
 pub use ed25519::{
-    KeyError, SIGNATURE_TYPE_COSIGNATURE_ED25519, SIGNATURE_TYPE_ED25519, Signer, Verifier, Vkey, VkeyError,
+    ED25519_SECRET_KEY_BYTES, KeyError, SIGNATURE_TYPE_COSIGNATURE_ED25519, SIGNATURE_TYPE_ED25519, Signer, Verifier, Vkey,
+    VkeyError,
     key_id, verifier_from_vkey,
 };
 pub use hash::{Hash, HashParseError, LeafIndex, TreeSize, empty_root, leaf_hash, node_hash};

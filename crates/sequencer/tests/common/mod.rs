@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sequencer::{AppendError, CheckpointError, Checkpointer, Receipt, Sequencer};
-use store::{LOG_BATCH_ENTRIES_MAX, LogBatch, LogState, LogStore, StoreError, StoredCheckpoint};
+use store::{LOG_BATCH_ENTRIES_MAX, LogBatch, LogState, LogStore, StoreError, StoredCheckpoint, StoredCosignature};
 use tlog::{
     Checkpoint, CompactRange, ENTRY_BYTES_MAX, Hash, LeafIndex, Note, TileId, TreeSize,
     encode_tile, leaf_hash, root_from_leaves, tile_hashes, tiles_for_size,
@@ -212,6 +212,18 @@ impl LogStore for FaultyStore {
             return Err(injected());
         }
         self.inner.save_checkpoint(checkpoint).await
+    }
+
+    async fn checkpoint_at(&self, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.inner.checkpoint_at(size).await
+    }
+
+    async fn save_cosignature(&self, cosignature: &StoredCosignature) -> Result<(), StoreError> {
+        self.inner.save_cosignature(cosignature).await
+    }
+
+    async fn cosignatures(&self, size: TreeSize) -> Result<Vec<StoredCosignature>, StoreError> {
+        self.inner.cosignatures(size).await
     }
 }
 

@@ -1,0 +1,664 @@
+//! The policy engine: loads and validates a policy set, slices it by action and purpose, and
+//! decides one (subject, field) at a time by walking the field's view ladder.
+//!
+//! Cedar evaluates every policy of a set on every request (about 1.1 µs each here), so the
+//! engine keeps one small `PolicySet` per (action, purpose): the common policies that apply
+//! to the action plus the policies annotated `@purpose("<that purpose>")`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use cedar_policy::{
+    ActionConstraint, AuthorizationError, Authorizer, Decision as CedarDecision, Effect, Policy,
+    PolicyId, PolicySet, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use model::View;
+
+use crate::error::{PolicyError, SourceLocation};
+use crate::facts::{CedarNames, RequestFacts};
+use crate::source::{DEFAULT_SOURCES, SCHEMA_TEXT, read_policy_dir};
+use crate::{AccessQuery, Action, ApprovalKind, Approvals, Decision, Outcome};
+
+/// Longest `@id`, in bytes: ids travel in every decision and log entry.
+pub const POLICY_ID_BYTES_MAX: usize = 64;
+
+/// The annotation naming a policy; required on every policy.
+const ANNOTATION_ID: &str = "id";
+/// The annotation explaining a forbid to a compliance officer; required on every forbid.
+const ANNOTATION_REASON: &str = "reason";
+/// The annotation naming the approval that lifts a forbid.
+const ANNOTATION_APPROVAL: &str = "approval";
+/// The annotation restricting a policy to requests of one purpose.
+const ANNOTATION_PURPOSE: &str = "purpose";
+
+/// A loaded, validated policy set, sliced by action and purpose. Cheap to share between
+/// threads (`Send + Sync`); evaluation does not mutate it.
+pub struct PolicyEngine {
+    names: CedarNames,
+    authorizer: Authorizer,
+    /// Facts about each policy by id, in load order.
+    policies: Vec<PolicyFacts>,
+    index: HashMap<String, usize>,
+    /// Per action (by `Action::index`): the policies without `@purpose`.
+    common: [PolicySet; 4],
+    /// Per purpose, per action: common policies plus that purpose's.
+    by_purpose: HashMap<String, [PolicySet; 4]>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("policies", &self.policies.len())
+            .field("purposes", &self.by_purpose.len())
+            .finish()
+    }
+}
+
+struct PolicyFacts {
+    id: String,
+    effect: Effect,
+    reason: Option<String>,
+    approval: Option<ApprovalKind>,
+    /// The policy's text mentions neither `view` nor `approvals`, the only inputs that change
+    /// between the tries of one decision: if it fires once, it fires at every try.
+    same_at_every_try: bool,
+}
+
+impl PolicyFacts {
+    /// A forbid that, once fired, denies the whole decision: no approval lifts it and no
+    /// coarser view escapes it.
+    fn settles_denial(&self) -> bool {
+        self.effect == Effect::Forbid && self.approval.is_none() && self.same_at_every_try
+    }
+}
+
+/// What Cedar answered for one try.
+struct Evaluation {
+    allowed: bool,
+    /// Ids of the policies that determined the answer (permits if allowed, else forbids),
+    /// sorted.
+    deciding: Vec<String>,
+}
+
+impl PolicyEngine {
+    /// The default policy set, `policies/` as it was at build time.
+    pub fn default_set() -> Result<PolicyEngine, PolicyError> {
+        let sources: Vec<(String, String)> = DEFAULT_SOURCES
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect();
+        PolicyEngine::from_sources(&sources)
+    }
+
+    /// An operator's policy set: every `*.cedar` file under `dir`, validated against the
+    /// built-in schema.
+    pub fn load_dir(dir: &Path) -> Result<PolicyEngine, PolicyError> {
+        PolicyEngine::from_sources(&read_policy_dir(dir)?)
+    }
+
+    /// A policy set from (file name, text) pairs; file names appear in errors.
+    pub fn from_sources(sources: &[(String, String)]) -> Result<PolicyEngine, PolicyError> {
+        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA_TEXT)
+            .map_err(|error| PolicyError::BuiltInSchema(error.to_string()))?;
+        let names = CedarNames::new();
+        let mut all = PolicySet::new();
+        let mut loaded: Vec<(Policy, Option<String>, PolicyFacts)> = Vec::new();
+        let mut files: HashMap<String, (String, String)> = HashMap::new();
+        for (file, text) in sources {
+            for (policy, purpose, facts) in parse_file(file, text)? {
+                if let Some((first, _)) = files.get(&facts.id) {
+                    return Err(PolicyError::DuplicateId {
+                        id: facts.id.clone(),
+                        first: first.clone(),
+                        second: file.clone(),
+                    });
+                }
+                files.insert(facts.id.clone(), (file.clone(), text.clone()));
+                // INVARIANT: ids are unique (checked just above), so adding cannot fail.
+                all.add(policy.clone())
+                    .map_err(|error| PolicyError::Annotation {
+                        file: file.clone(),
+                        id: facts.id.clone(),
+                        message: error.to_string(),
+                    })?;
+                loaded.push((policy, purpose, facts));
+            }
+        }
+        validate(&schema, &all, &files)?;
+
+        let mut common: [PolicySet; 4] = Default::default();
+        let mut purpose_policies: HashMap<String, Vec<&Policy>> = HashMap::new();
+        for (policy, purpose, _) in &loaded {
+            match purpose {
+                None => {
+                    for action in actions_of(&names, policy) {
+                        add(&mut common[action.index()], policy)?;
+                    }
+                }
+                Some(purpose) => purpose_policies
+                    .entry(purpose.clone())
+                    .or_default()
+                    .push(policy),
+            }
+        }
+        let mut by_purpose = HashMap::new();
+        for (purpose, policies) in purpose_policies {
+            let mut sets = common.clone();
+            for policy in policies {
+                for action in actions_of(&names, policy) {
+                    add(&mut sets[action.index()], policy)?;
+                }
+            }
+            by_purpose.insert(purpose, sets);
+        }
+        let policies: Vec<PolicyFacts> = loaded.into_iter().map(|(_, _, facts)| facts).collect();
+        let index = policies
+            .iter()
+            .enumerate()
+            .map(|(at, facts)| (facts.id.clone(), at))
+            .collect();
+        Ok(PolicyEngine {
+            names,
+            authorizer: Authorizer::new(),
+            policies,
+            index,
+            common,
+            by_purpose,
+        })
+    }
+
+    /// Decides one (subject, field). Never fails: a Cedar error denies, with the error as
+    /// the reason.
+    pub fn decide(&self, query: &AccessQuery<'_>) -> Decision {
+        let facts = match RequestFacts::new(&self.names, query) {
+            Ok(facts) => facts,
+            Err(message) => {
+                return deny_with(Vec::new(), vec![format!("invalid request: {message}")]);
+            }
+        };
+        let set = self.slice(query.action, query.purpose);
+        let (field, tries) = match query.field {
+            None => (String::new(), vec![None]),
+            Some((kind, asked)) => {
+                let Some(rank) = asked.rank(kind) else {
+                    return deny_with(
+                        Vec::new(),
+                        vec![format!("view {asked} does not apply to {kind}")],
+                    );
+                };
+                // Finest first: the asked view, then each coarser one down to `exists`.
+                let ladder = model::ladder(kind);
+                (
+                    kind.as_str().to_owned(),
+                    ladder[..=rank]
+                        .iter()
+                        .rev()
+                        .map(|view| Some(*view))
+                        .collect(),
+                )
+            }
+        };
+
+        // First pass: the approvals as granted. The first view allowed wins.
+        let mut forbids_by_try: Vec<Vec<String>> = Vec::with_capacity(tries.len());
+        for view in &tries {
+            let evaluation = match self.evaluate(set, &facts, query, &field, *view, query.approvals)
+            {
+                Ok(evaluation) => evaluation,
+                Err(decision) => return decision,
+            };
+            if evaluation.allowed {
+                // The forbids that held back finer views decided the view too.
+                let coarsening = union(&forbids_by_try);
+                let mut reasons = self.reasons_of(&coarsening);
+                reasons.extend(coarsened_sentence(query, *view, "highest view"));
+                let mut policies = evaluation.deciding;
+                extend_unique(&mut policies, coarsening);
+                return Decision {
+                    outcome: Outcome::Allow { view: *view },
+                    policies,
+                    reasons,
+                };
+            }
+            let settled = evaluation
+                .deciding
+                .iter()
+                .any(|id| self.facts(id).is_some_and(PolicyFacts::settles_denial));
+            forbids_by_try.push(evaluation.deciding);
+            if settled {
+                return self.deny(query, &forbids_by_try);
+            }
+        }
+
+        // Second pass: would the approvals not yet granted make it right? Approvals act only
+        // by lifting forbids annotated `@approval`; when none fired, no approval can help and
+        // the second pass is skipped (half the cost of a plain denial).
+        let approvable_fired = forbids_by_try
+            .iter()
+            .flatten()
+            .any(|id| self.facts(id).is_some_and(|facts| facts.approval.is_some()));
+        if approvable_fired && query.approvals != Approvals::ALL {
+            let mut hard_forbids_by_try: Vec<Vec<String>> = Vec::with_capacity(tries.len());
+            for (at, view) in tries.iter().enumerate() {
+                let evaluation =
+                    match self.evaluate(set, &facts, query, &field, *view, Approvals::ALL) {
+                        Ok(evaluation) => evaluation,
+                        Err(decision) => return decision,
+                    };
+                if !evaluation.allowed {
+                    hard_forbids_by_try.push(evaluation.deciding);
+                    continue;
+                }
+                let holding = &forbids_by_try[at];
+                let mut needs: Vec<ApprovalKind> = holding
+                    .iter()
+                    .filter_map(|id| self.facts(id).and_then(|facts| facts.approval))
+                    .collect();
+                if needs.is_empty() {
+                    // A permit that asks for approvals itself: name every approval missing.
+                    needs = missing_approvals(query.approvals);
+                }
+                needs.sort();
+                needs.dedup();
+                let coarsening = union(&hard_forbids_by_try);
+                let mut reasons = self.reasons_of(holding);
+                extend_unique(&mut reasons, self.reasons_of(&coarsening));
+                reasons.extend(coarsened_sentence(
+                    query,
+                    *view,
+                    "highest view an approval would allow",
+                ));
+                let mut policies = holding.clone();
+                extend_unique(&mut policies, evaluation.deciding);
+                extend_unique(&mut policies, coarsening);
+                return Decision {
+                    outcome: Outcome::Pending { needs, view: *view },
+                    policies,
+                    reasons,
+                };
+            }
+        }
+
+        self.deny(query, &forbids_by_try)
+    }
+
+    /// Every policy id, in load order.
+    pub fn policy_ids(&self) -> Vec<String> {
+        self.policies.iter().map(|facts| facts.id.clone()).collect()
+    }
+
+    /// The published Cedar schema (`policies/custos.cedarschema`).
+    pub fn schema_text() -> &'static str {
+        SCHEMA_TEXT
+    }
+
+    /// The number of policies Cedar meets for a request with this action and purpose.
+    pub fn slice_len(&self, action: Action, purpose: &str) -> usize {
+        self.slice(action, purpose).policies().count()
+    }
+
+    /// Denied: every forbid that fired at any view tried, in the order met.
+    fn deny(&self, query: &AccessQuery<'_>, forbids_by_try: &[Vec<String>]) -> Decision {
+        // The forbids no approval lifts come first: they are why this is not pending.
+        let mut policies = union(forbids_by_try);
+        policies.sort_by_key(|id| self.facts(id).is_some_and(|facts| facts.approval.is_some()));
+        let reasons = if policies.is_empty() {
+            vec![match query.field {
+                Some((kind, asked)) => format!(
+                    "no policy permits {kind} at {asked} for purpose {}",
+                    query.purpose
+                ),
+                None => format!(
+                    "no policy permits {} for purpose {}",
+                    query.action, query.purpose
+                ),
+            }]
+        } else {
+            self.reasons_of(&policies)
+        };
+        deny_with(policies, reasons)
+    }
+
+    fn slice(&self, action: Action, purpose: &str) -> &PolicySet {
+        match self.by_purpose.get(purpose) {
+            Some(sets) => &sets[action.index()],
+            None => &self.common[action.index()],
+        }
+    }
+
+    fn facts(&self, id: &str) -> Option<&PolicyFacts> {
+        self.index.get(id).map(|at| &self.policies[*at])
+    }
+
+    fn reasons_of(&self, ids: &[String]) -> Vec<String> {
+        ids.iter()
+            .filter_map(|id| self.facts(id))
+            .filter(|facts| facts.effect == Effect::Forbid)
+            .filter_map(|facts| facts.reason.clone())
+            .collect()
+    }
+
+    /// One Cedar evaluation at `view`. A Cedar error ends the decision as a denial (the
+    /// `Err`): a forbid that fails to evaluate must never let a request through.
+    fn evaluate(
+        &self,
+        set: &PolicySet,
+        facts: &RequestFacts,
+        query: &AccessQuery<'_>,
+        field: &str,
+        view: Option<View>,
+        approvals: Approvals,
+    ) -> Result<Evaluation, Decision> {
+        let view_name = view.map(|view| view.to_string()).unwrap_or_default();
+        let context = facts
+            .context(query, field, &view_name, approvals)
+            .map_err(|message| {
+                deny_with(Vec::new(), vec![format!("invalid request: {message}")])
+            })?;
+        let request = cedar_policy::Request::new(
+            facts.principal.clone(),
+            facts.action.clone(),
+            facts.resource.clone(),
+            context,
+            None,
+        )
+        .map_err(|error| deny_with(Vec::new(), vec![format!("invalid request: {error}")]))?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, set, &facts.entities);
+        let errors: Vec<(String, String)> = response
+            .diagnostics()
+            .errors()
+            .map(|error| match error {
+                AuthorizationError::PolicyEvaluationError(failed) => {
+                    (failed.policy_id().to_string(), failed.to_string())
+                }
+            })
+            .collect();
+        if !errors.is_empty() {
+            let policies = errors.iter().map(|(id, _)| id.clone()).collect();
+            let reasons = errors
+                .iter()
+                .map(|(id, message)| format!("policy {id} could not be evaluated: {message}"))
+                .collect();
+            return Err(deny_with(policies, reasons));
+        }
+        let mut deciding: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|id| id.to_string())
+            .collect();
+        deciding.sort();
+        Ok(Evaluation {
+            allowed: response.decision() == CedarDecision::Allow,
+            deciding,
+        })
+    }
+}
+
+fn deny_with(policies: Vec<String>, reasons: Vec<String>) -> Decision {
+    Decision {
+        outcome: Outcome::Deny,
+        policies,
+        reasons,
+    }
+}
+
+/// The ids in `lists`, each once, in the order met.
+fn union(lists: &[Vec<String>]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for list in lists {
+        extend_unique(&mut ids, list.iter().cloned());
+    }
+    ids
+}
+
+fn extend_unique(into: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if !into.contains(&item) {
+            into.push(item);
+        }
+    }
+}
+
+/// "coarsened: email exact → masked (highest view for purpose support)" when `granted` is
+/// coarser than the view asked for.
+fn coarsened_sentence(
+    query: &AccessQuery<'_>,
+    granted: Option<View>,
+    ceiling: &str,
+) -> Option<String> {
+    let (kind, asked) = query.field?;
+    let granted = granted?;
+    (granted != asked).then(|| {
+        format!(
+            "coarsened: {kind} {asked} → {granted} ({ceiling} for purpose {})",
+            query.purpose
+        )
+    })
+}
+
+fn missing_approvals(granted: Approvals) -> Vec<ApprovalKind> {
+    let mut missing = Vec::new();
+    if !granted.independent {
+        missing.push(ApprovalKind::Independent);
+    }
+    if !granted.custodian {
+        missing.push(ApprovalKind::Custodian);
+    }
+    missing
+}
+
+fn add(set: &mut PolicySet, policy: &Policy) -> Result<(), PolicyError> {
+    set.add(policy.clone())
+        .map_err(|error| PolicyError::Annotation {
+            file: String::new(),
+            id: policy.id().to_string(),
+            message: error.to_string(),
+        })
+}
+
+/// The actions a policy's scope admits.
+fn actions_of(names: &CedarNames, policy: &Policy) -> Vec<Action> {
+    match policy.action_constraint() {
+        ActionConstraint::Any => Action::ALL.to_vec(),
+        ActionConstraint::Eq(uid) => names.action_of(&uid).into_iter().collect(),
+        ActionConstraint::In(uids) => uids.iter().filter_map(|uid| names.action_of(uid)).collect(),
+    }
+}
+
+/// Parses one file and checks its annotations; returns each policy renamed to its `@id`,
+/// with its `@purpose`.
+fn parse_file(
+    file: &str,
+    text: &str,
+) -> Result<Vec<(Policy, Option<String>, PolicyFacts)>, PolicyError> {
+    let set = PolicySet::from_str(text).map_err(|errors| {
+        let offset = errors.iter().find_map(|error| first_offset(error));
+        let message = errors
+            .iter()
+            .map(|error| diagnostic_message(error))
+            .collect::<Vec<_>>()
+            .join("; ");
+        PolicyError::Syntax {
+            at: SourceLocation::at_offset(file, text, offset),
+            message,
+        }
+    })?;
+    if let Some(template) = set.templates().next() {
+        return Err(PolicyError::Annotation {
+            file: file.to_owned(),
+            id: template
+                .annotation(ANNOTATION_ID)
+                .unwrap_or("(no @id)")
+                .to_owned(),
+            message: "templates (?principal, ?resource) are not supported".to_owned(),
+        });
+    }
+    // Cedar names the policies of a file policy0, policy1, … in text order.
+    let mut policies: Vec<(usize, &Policy)> = set
+        .policies()
+        .map(|policy| {
+            let position = policy
+                .id()
+                .to_string()
+                .strip_prefix("policy")
+                .and_then(|number| number.parse::<usize>().ok())
+                .unwrap_or(usize::MAX);
+            (position, policy)
+        })
+        .collect();
+    policies.sort_by_key(|(position, _)| *position);
+
+    let mut parsed = Vec::with_capacity(policies.len());
+    for (position, policy) in policies {
+        let effect = policy.effect();
+        let effect_name = match effect {
+            Effect::Permit => "permit",
+            Effect::Forbid => "forbid",
+        };
+        let Some(id) = policy.annotation(ANNOTATION_ID) else {
+            return Err(PolicyError::MissingId {
+                file: file.to_owned(),
+                position: position.saturating_add(1),
+                effect: effect_name.to_owned(),
+            });
+        };
+        let annotation_error = |message: String| PolicyError::Annotation {
+            file: file.to_owned(),
+            id: id.to_owned(),
+            message,
+        };
+        if !is_policy_id(id) {
+            return Err(annotation_error(format!(
+                "@id must be kebab-case (a-z, 0-9, -), at most {POLICY_ID_BYTES_MAX} bytes"
+            )));
+        }
+        let reason = policy.annotation(ANNOTATION_REASON).map(str::to_owned);
+        if effect == Effect::Forbid
+            && reason
+                .as_deref()
+                .is_none_or(|reason| reason.trim().is_empty())
+        {
+            return Err(annotation_error(
+                "a forbid needs a @reason(\"…\") sentence".to_owned(),
+            ));
+        }
+        let approval = match policy.annotation(ANNOTATION_APPROVAL) {
+            None => None,
+            Some(_) if effect == Effect::Permit => {
+                return Err(annotation_error(
+                    "@approval only applies to forbid policies".to_owned(),
+                ));
+            }
+            Some(value) => Some(ApprovalKind::parse(value).ok_or_else(|| {
+                annotation_error(format!(
+                    "@approval must be \"independent\" or \"custodian\", not \"{value}\""
+                ))
+            })?),
+        };
+        let purpose = match policy.annotation(ANNOTATION_PURPOSE) {
+            None => None,
+            Some(value) if is_purpose(value) => Some(value.to_owned()),
+            Some(value) => {
+                return Err(annotation_error(format!(
+                    "@purpose must be one purpose name (a-z, 0-9, _), not \"{value}\""
+                )));
+            }
+        };
+        let renamed = policy.new_id(PolicyId::new(id));
+        parsed.push((
+            renamed,
+            purpose,
+            PolicyFacts {
+                id: id.to_owned(),
+                effect,
+                reason,
+                approval,
+                same_at_every_try: !mentions_a_varying_input(&policy.to_string()),
+            },
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Strict validation of the whole set; the first error names its file, line and policy.
+fn validate(
+    schema: &Schema,
+    set: &PolicySet,
+    files: &HashMap<String, (String, String)>,
+) -> Result<(), PolicyError> {
+    let validator = Validator::new(schema.clone());
+    let result = validator.validate(set, ValidationMode::Strict);
+    let mut errors: Vec<_> = result.validation_errors().collect();
+    // Report the same error first whatever order the validator found them in.
+    errors.sort_by_key(|error| {
+        let id = error.policy_id().to_string();
+        let file = files
+            .get(&id)
+            .map(|(file, _)| file.clone())
+            .unwrap_or_default();
+        (file, first_offset(*error).unwrap_or(0))
+    });
+    let Some(error) = errors.first() else {
+        return Ok(());
+    };
+    let id = error.policy_id().to_string();
+    let at = match files.get(&id) {
+        Some((file, text)) => SourceLocation::at_offset(file, text, first_offset(*error)),
+        None => SourceLocation {
+            file: String::new(),
+            line: None,
+        },
+    };
+    Err(PolicyError::Schema {
+        at,
+        id,
+        message: diagnostic_message(*error),
+    })
+}
+
+/// The byte offset of the first labelled span of a Cedar diagnostic.
+fn first_offset(diagnostic: &dyn Diagnostic) -> Option<usize> {
+    diagnostic.labels()?.next().map(|label| label.offset())
+}
+
+/// A diagnostic's message with its label and help, on one line.
+fn diagnostic_message(diagnostic: &dyn Diagnostic) -> String {
+    let mut message = diagnostic.to_string();
+    let first_label = diagnostic.labels().and_then(|mut labels| labels.next());
+    if let Some(text) = first_label.as_ref().and_then(|label| label.label()) {
+        message.push_str(&format!(" ({text})"));
+    }
+    if let Some(help) = diagnostic.help() {
+        message.push_str(&format!("; help: {help}"));
+    }
+    message
+}
+
+/// Whether a policy's text may read the inputs that vary between tries (`context.view`,
+/// `context.approvals`). Conservative: any occurrence of the words counts, in comments and
+/// annotations too, which only costs the shortcut.
+fn mentions_a_varying_input(text: &str) -> bool {
+    text.contains("view") || text.contains("approvals")
+}
+
+fn is_policy_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= POLICY_ID_BYTES_MAX
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+}
+
+fn is_purpose(purpose: &str) -> bool {
+    !purpose.is_empty()
+        && purpose.len() <= POLICY_ID_BYTES_MAX
+        && purpose
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+}

@@ -1,0 +1,118 @@
+//! The access path in process under an open-loop load: decision (Cedar) + durable log entry
+//! (group commit, SQLite `synchronous=FULL` or PostgreSQL COMMIT) + unseal + view, for one
+//! field, requests issued at a fixed rate whatever the latency (so slow answers are not hidden
+//! by a client that waits). Latency is measured from each request's scheduled start.
+//!
+//! Run: `cargo bench -p service --bench access [-- RATE SECONDS]` (default 10,000 requests/s
+//! for 10 s); `BENCH_POSTGRES=1` runs it on PostgreSQL too. Results and anchors:
+//! docs/PERFORMANCE.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use service::testing::{TestVault, person, postgres_vault, sqlite_vault};
+use service::{AccessInput, AccessSettings, Caller, CallerKind, CaseInput, Gate};
+
+const SUBJECTS: usize = 1_000;
+
+fn main() {
+    let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
+    let rate: u64 = arguments.first().and_then(|rate| rate.parse().ok()).unwrap_or(10_000);
+    let seconds: u64 = arguments.get(1).and_then(|seconds| seconds.parse().ok()).unwrap_or(10);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let sqlite = sqlite_vault(None).await;
+        run("sqlite", &sqlite, rate, seconds).await;
+        if std::env::var_os("BENCH_POSTGRES").is_some()
+            && let Some(postgres) = postgres_vault(None, None).await
+        {
+            run("postgres", &postgres, rate, seconds).await;
+        }
+    });
+}
+
+async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
+    let gate = t.gate(AccessSettings::default());
+    let subjects: Vec<String> = (0..SUBJECTS).map(|index| format!("u-{index}")).collect();
+    for chunk in subjects.chunks(500) {
+        let people = chunk
+            .iter()
+            .enumerate()
+            .map(|(index, id)| person(id, &t.region, &[("email", &format!("person{index}@mail.example")), ("ip_address", "198.51.100.23")]))
+            .collect();
+        t.vault.ingest(people).await.unwrap();
+    }
+    gate.register_case(&CaseInput {
+        id: "Q-1".to_owned(),
+        purpose: "support".to_owned(),
+        status: None,
+        assignees: vec!["s-agent".to_owned()],
+        subjects: subjects.clone(),
+        requested_by: None,
+        legal_process: None,
+        destinations: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let agent = Arc::new(Caller {
+        id: "s-agent".to_owned(),
+        kind: CallerKind::Staff,
+        roles: vec!["support_agent".to_owned()],
+        team: None,
+        entity: Some("platform-us".to_owned()),
+        country: Some("US".to_owned()),
+        region: Some("us".to_owned()),
+    });
+    let ask = |index: usize| AccessInput {
+        id: None,
+        action: "read".to_owned(),
+        subjects: vec![subjects[index % SUBJECTS].clone()],
+        fields: [("email".to_owned(), "masked".to_owned())].into(),
+        purpose: "support".to_owned(),
+        case: Some("Q-1".to_owned()),
+        justification: String::new(),
+        break_glass: false,
+        destination: None,
+        control: None,
+        from_country: None,
+    };
+    // Warm up: data keys cached, SQLite pages in memory, one answer checked.
+    for index in 0..SUBJECTS {
+        let answer = gate.access(&agent, &ask(index)).await.unwrap();
+        assert_eq!(answer.subjects[0].fields[0].view.as_deref(), Some("masked"));
+    }
+
+    let total = rate * seconds;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..total {
+        let scheduled = started + interval * index as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (gate, agent, input): (Arc<Gate>, Arc<Caller>, AccessInput) = (Arc::clone(&gate), Arc::clone(&agent), ask(index as usize));
+        tasks.spawn(async move {
+            let answer = gate.access(&agent, &input).await;
+            (scheduled.elapsed(), answer.is_ok())
+        });
+    }
+    let mut latencies = Vec::with_capacity(total as usize);
+    let mut failures = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (latency, ok) = result.unwrap();
+        latencies.push(latency);
+        failures += usize::from(!ok);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let quantile = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "access/{backend}: {total} requests offered at {rate}/s over {seconds} s, completed in {:.2} s ({:.0}/s), {failures} failed; \
+         latency p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        quantile(0.50),
+        quantile(0.90),
+        quantile(0.99),
+        latencies.last().unwrap()
+    );
+}
