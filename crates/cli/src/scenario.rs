@@ -186,11 +186,6 @@ pub fn parse_text(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         if let Some(region) = region {
             regions.insert(RegionId::new(region).map_err(|error| failed(number, format!("field region: {error}")))?);
         }
-        if let Line::Access(access) = &line
-            && access.query.is_some()
-        {
-            return Err(failed(number, "field query: search by query is not supported by this build".to_owned()));
-        }
         lines.push((number, at, line));
     }
     if regions.is_empty() {
@@ -319,6 +314,7 @@ pub async fn replay_into(
                     destination: input.destination.clone(),
                     control: input.control.clone(),
                     from_country: input.from_country.clone(),
+                    query: input.query.clone(),
                 };
                 let answer = gate.access(&caller, &access).await.map_err(input_error)?;
                 on(&decision_line(id, &answer));

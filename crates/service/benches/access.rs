@@ -75,6 +75,7 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
         destination: None,
         control: None,
         from_country: None,
+        query: None,
     };
     // Warm up: data keys cached, SQLite pages in memory, one answer checked.
     for index in 0..SUBJECTS {

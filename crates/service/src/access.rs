@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use store::{AccessRequestRecord, ApprovalRecord, CaseRecord, DirectoryStore, RequestStatus, StaffRecord};
 
 use crate::decision_entry::{
-    AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, SubjectSnapshot, encode,
+    AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, QuerySnapshot, SubjectSnapshot,
+    encode,
 };
 use crate::log::LogReceipt;
 use crate::vault::{FieldReveal, RevealedValue};
@@ -32,6 +33,8 @@ pub const ACCESS_SUBJECTS_MAX: usize = 100;
 pub const JUSTIFICATION_BYTES_MAX: usize = 2_048;
 /// Longest purpose, destination, control or case id, in bytes.
 pub const ACCESS_NAME_BYTES_MAX: usize = 128;
+/// Longest search value, in bytes.
+pub const ACCESS_QUERY_BYTES_MAX: usize = 1_024;
 /// Longest export destination, in bytes.
 pub const DESTINATION_BYTES_MAX: usize = 256;
 /// Longest approval note, in bytes.
@@ -103,10 +106,17 @@ pub struct AccessInput {
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// `read`, `export` or `account_control`.
+    /// `read`, `search`, `export` or `account_control`.
     #[serde(default = "action_read")]
     pub action: String,
+    /// The subjects (not for `search`).
+    #[serde(default)]
     pub subjects: Vec<String>,
+    /// `search`: exactly one field and its exact value, e.g. `{"email": "a@example.com"}`
+    /// (email, phone, ip_address or name). The value is compared by keyed digest and never
+    /// logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<BTreeMap<String, String>>,
     /// Field kind → the view asked for (`exact`, `masked`, `country`, …).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
@@ -147,6 +157,14 @@ pub struct AccessAnswer {
     pub needs: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// `search`: matches the policy refused, left out of `subjects` so that a refused search
+    /// does not reveal who matched (they are in the log).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub withheld: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -274,6 +292,8 @@ pub struct Gate {
 struct Asked {
     id: String,
     action: Action,
+    /// `search`: the field and the value looked for.
+    query: Option<(FieldKind, String)>,
     subjects: Vec<SubjectId>,
     fields: Vec<(FieldKind, View)>,
     purpose: String,
@@ -333,8 +353,11 @@ impl Gate {
 
     /// Decides, logs and answers one access request.
     pub async fn access(&self, caller: &Caller, input: &AccessInput) -> Result<AccessAnswer, ServiceError> {
-        let asked = self.validate(caller, input)?;
+        let mut asked = self.validate(caller, input)?;
         let now = self.vault.clock().now();
+        if !self.resolve_search(&mut asked).await? {
+            return self.log_no_match(caller, &asked, now).await;
+        }
         let decisions = self.decide(caller, &asked, Approvals { independent: false, custodian: false }).await?;
         let needs = needs_of(&decisions);
         let answer_decision = overall(&decisions);
@@ -473,7 +496,10 @@ impl Gate {
             Approvals { independent: false, custodian: false }
         };
         let approvers: Vec<String> = record.approvals.iter().filter(|approval| approval.approve).map(|approval| approval.approver.clone()).collect();
-        let asked = self.validate(caller, &body.input)?;
+        let mut asked = self.validate(caller, &body.input)?;
+        if !self.resolve_search(&mut asked).await? {
+            return self.log_no_match(caller, &asked, now).await;
+        }
         let decisions = self.decide(caller, &asked, approvals).await?;
         let mut answer = self.log_and_reveal(caller, &asked, decisions, &approvers, now).await?;
         if record.status == RequestStatus::Pending {
@@ -486,12 +512,25 @@ impl Gate {
     fn validate(&self, caller: &Caller, input: &AccessInput) -> Result<Asked, ServiceError> {
         let action = match input.action.as_str() {
             "read" => Action::Read,
+            "search" => Action::Search,
             "export" => Action::Export,
             "account_control" => Action::AccountControl,
-            "search" => return Err(invalid("action", "search is not available yet; name the subjects and use read")),
-            other => return Err(invalid("action", &format!("unknown action {other:?} (read, export, account_control)"))),
+            other => return Err(invalid("action", &format!("unknown action {other:?} (read, search, export, account_control)"))),
         };
-        if input.subjects.is_empty() || input.subjects.len() > ACCESS_SUBJECTS_MAX {
+        let query = match (action, &input.query) {
+            (Action::Search, Some(query)) if query.len() == 1 && input.subjects.is_empty() => {
+                let (field, value) = query.iter().next().expect("one entry");
+                let kind = FieldKind::from_str(field).map_err(|error| invalid(&format!("query.{field}"), &error.to_string()))?;
+                if value.is_empty() || value.len() > ACCESS_QUERY_BYTES_MAX {
+                    return Err(invalid(&format!("query.{field}"), &format!("must be 1 to {ACCESS_QUERY_BYTES_MAX} bytes")));
+                }
+                Some((kind, value.clone()))
+            }
+            (Action::Search, _) => return Err(invalid("query", "search takes exactly one query field and no subjects")),
+            (_, Some(_)) => return Err(invalid("query", "only search takes a query")),
+            (_, None) => None,
+        };
+        if action != Action::Search && (input.subjects.is_empty() || input.subjects.len() > ACCESS_SUBJECTS_MAX) {
             return Err(invalid("subjects", &format!("name 1 to {ACCESS_SUBJECTS_MAX} subjects")));
         }
         let mut subjects = Vec::with_capacity(input.subjects.len());
@@ -502,7 +541,7 @@ impl Gate {
             }
             subjects.push(id);
         }
-        let mut fields = Vec::with_capacity(input.fields.len());
+        let mut fields = Vec::with_capacity(input.fields.len() + 1);
         for (field, view) in &input.fields {
             let kind = FieldKind::from_str(field).map_err(|error| invalid(&format!("fields.{field}"), &error.to_string()))?;
             let view = View::from_str(view).map_err(|error| invalid(&format!("fields.{field}"), &error.to_string()))?;
@@ -520,6 +559,12 @@ impl Gate {
             }
             Action::Export if input.destination.is_none() => return Err(invalid("destination", "export needs a destination")),
             Action::Read | Action::Export if fields.is_empty() => return Err(invalid("fields", "name at least one field")),
+            // A bare search asks whether the query field exists: the least a match reveals.
+            Action::Search if fields.is_empty() => {
+                if let Some((kind, _)) = &query {
+                    fields.push((*kind, View::Exists));
+                }
+            }
             _ => {}
         }
         check_name("purpose", &input.purpose)?;
@@ -545,6 +590,7 @@ impl Gate {
         Ok(Asked {
             id,
             action,
+            query,
             subjects,
             fields,
             purpose: input.purpose.clone(),
@@ -662,6 +708,10 @@ impl Gate {
                 fields: decision.fields.iter().map(field_entry).collect(),
                 policies: decision.policies.clone(),
                 reasons: decision.reasons.clone(),
+                query: asked.query.as_ref().map(|(kind, value)| QuerySnapshot {
+                    field: kind.as_str().to_owned(),
+                    digest: self.vault.query_digest(&decision.region, *kind, value).map(hex::encode).unwrap_or_default(),
+                }),
             };
             receipts.push(self.append(&decision.region, encode(&entry)).await?);
         }
@@ -688,13 +738,72 @@ impl Gate {
                 receipt: Receipt::from(receipt),
             });
         }
+        let before = subjects.len();
+        if asked.action == Action::Search {
+            subjects.retain(|subject| subject.decision != "deny");
+        }
         Ok(AccessAnswer {
             request: asked.id.clone(),
             at: now,
             decision: overall(&decisions).to_owned(),
+            withheld: before - subjects.len(),
             subjects,
             needs: Vec::new(),
             expires_at: None,
+        })
+    }
+
+    /// For a search, finds the matching subjects and makes them the request's subjects;
+    /// `false` when nothing matched. Other requests are left as they are.
+    async fn resolve_search(&self, asked: &mut Asked) -> Result<bool, ServiceError> {
+        let Some((kind, value)) = asked.query.clone() else { return Ok(true) };
+        let matches = self.vault.find_subjects(kind, &value).await?;
+        asked.subjects = matches.into_iter().map(|(_, subject, _)| subject).collect();
+        Ok(!asked.subjects.is_empty())
+    }
+
+    /// A search that matched no subject is still a decision on the record: one entry in
+    /// each served region's log, naming the query field and its keyed digest, never the
+    /// value.
+    async fn log_no_match(&self, caller: &Caller, asked: &Asked, now: DateTime<Utc>) -> Result<AccessAnswer, ServiceError> {
+        let Some((kind, value)) = &asked.query else { return Err(ServiceError::Internal("no query to log".to_owned())) };
+        let regions: Vec<RegionId> = self.vault.regions().cloned().collect();
+        for region in regions {
+            let entry = AccessEntry {
+                v: DECISION_ENTRY_VERSION,
+                kind: "access".to_owned(),
+                request: asked.id.clone(),
+                at_ms: now.timestamp_millis(),
+                actor: caller.snapshot(&asked.from_country),
+                action: action_name(asked.action).to_owned(),
+                purpose: asked.purpose.clone(),
+                case: asked.case.clone(),
+                justification: asked.justification.clone(),
+                break_glass: asked.break_glass,
+                destination: None,
+                control: None,
+                subject: SubjectSnapshot { id: String::new(), region: region.to_string(), labels: Vec::new() },
+                cross_border: false,
+                approved_by: Vec::new(),
+                decision: "deny".to_owned(),
+                fields: Vec::new(),
+                policies: Vec::new(),
+                reasons: vec!["no subject matches the query".to_owned()],
+                query: Some(QuerySnapshot {
+                    field: kind.as_str().to_owned(),
+                    digest: self.vault.query_digest(&region, *kind, value).map(hex::encode).unwrap_or_default(),
+                }),
+            };
+            self.append(&region, encode(&entry)).await?;
+        }
+        Ok(AccessAnswer {
+            request: asked.id.clone(),
+            at: now,
+            decision: "deny".to_owned(),
+            subjects: Vec::new(),
+            needs: Vec::new(),
+            expires_at: None,
+            withheld: 0,
         })
     }
 

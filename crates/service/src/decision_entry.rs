@@ -53,6 +53,16 @@ pub struct AccessEntry {
     pub fields: Vec<FieldDecisionEntry>,
     pub policies: Vec<String>,
     pub reasons: Vec<String>,
+    /// `search`: the field searched and the keyed digest of the value (hex), never the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<QuerySnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySnapshot {
+    pub field: String,
+    pub digest: String,
 }
 
 /// The actor's attributes as the decision saw them.
@@ -182,6 +192,7 @@ mod tests {
             }],
             policies: vec!["internal-investigation-staff-only".to_owned()],
             reasons: vec!["internal investigations may only target staff".to_owned()],
+            query: None,
         }
     }
 

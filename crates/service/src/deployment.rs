@@ -273,6 +273,7 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
         })?;
     }
     LogKeys::in_data_dir(dir).seeds_creating(&options.regions)?;
+    LogKeys::search_in_data_dir(dir).seeds_creating(&options.regions)?;
     let identity = if options.dev_issuer {
         let issuer_dir = dir.join(DEV_ISSUER_DIR_NAME);
         fs::create_dir_all(&issuer_dir).map_err(|error| io(&issuer_dir, error))?;
@@ -380,6 +381,7 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
     let lock = lock_deployment(dir)?;
     // Under the lock: only the process holding it draws missing log keys.
     let seeds = LogKeys::in_data_dir(dir).seeds_creating(&config.regions)?;
+    let search_keys = LogKeys::search_in_data_dir(dir).seeds_creating(&config.regions)?;
     let mut regions = Vec::with_capacity(config.regions.len());
     let mut log_stores: Vec<Arc<dyn LogStore>> = Vec::with_capacity(config.regions.len());
     for region in &config.regions {
@@ -416,7 +418,10 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
         }
         None => None,
     };
-    let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() }).with_logs(logs).holding(lock);
+    let vault = Vault::new(regions, VaultOptions { geo, clock, cache: DataKeyCache::default() })
+        .with_logs(logs)
+        .with_search_keys(config.regions.iter().cloned().zip(search_keys).collect())
+        .holding(lock);
     vault.complete_pending_shreds().await.map_err(|error| DeploymentError::Keys {
         region: config.regions[0].clone(),
         message: format!("failed to finish an interrupted erase or rotation: {error}"),

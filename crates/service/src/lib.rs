@@ -27,7 +27,7 @@ pub use access::{
 };
 pub use directory::{CaseInput, CaseUpdate, CaseView, HrInput, LegalProcessInput, ShiftInput, StaffInput};
 pub use decision_entry::{
-    AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, SubjectSnapshot, kind_of,
+    AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, QuerySnapshot, SubjectSnapshot, kind_of,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
@@ -37,9 +37,9 @@ pub use deployment::{
 };
 pub use error::{ServiceError, ValueRejection};
 pub use log::{LogReceipt, RegionLog, Witnessing, log_origin};
-pub use log_keys::{LOG_KEYS_FILE_NAME, LogKeyError, LogKeys};
+pub use log_keys::{LOG_KEYS_FILE_NAME, LogKeyError, LogKeys, SEARCH_KEYS_FILE_NAME};
 pub use ingest::{
     INGEST_SUBJECTS_MAX, IngestOutcome, SubjectInput, VALUES_PER_SUBJECT_MAX, ValueInput, ValidatedSubject,
     validate_subject,
 };
-pub use vault::{open_value, FieldReveal, RegionSetup, RevealedValue, RotationReport, SubjectSummary, Vault, VaultOptions};
+pub use vault::{SEARCH_MATCHES_MAX, SEARCHABLE_FIELDS, blind_digest, open_value, FieldReveal, RegionSetup, RevealedValue, RotationReport, SubjectSummary, Vault, VaultOptions};

@@ -1,5 +1,6 @@
 //! The access logs' Ed25519 signing keys: one 32-byte seed per region in
 //! `<data>/log-keys.json`, mode 0600, refused when its group or others may read or write it.
+//! The same format holds the search (blind-index) keys in `<data>/search-keys.json`.
 //!
 //! A separate file, not the keyring: a deployment whose key-encryption keys live in a
 //! PKCS#11 token has no keyring file, and its logs still need keys. Writes are atomic
@@ -23,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 pub const LOG_KEYS_FILE_NAME: &str = "log-keys.json";
+/// One 32-byte blind-index key per region (search), in the same format.
+pub const SEARCH_KEYS_FILE_NAME: &str = "search-keys.json";
 const LOG_KEYS_FILE_MODE: u32 = 0o600;
 /// Permission bits that would let anyone but the owner read or change the keys.
 const LOG_KEYS_FILE_MODE_FORBIDDEN_BITS: u32 = 0o077;
@@ -38,7 +41,7 @@ pub enum LogKeyError {
     Permissions { path: PathBuf, mode: u32 },
     #[error("{path} is not a log key file: {message}")]
     Format { path: PathBuf, message: String },
-    #[error("{path} holds no log signing key for region {region}")]
+    #[error("{path} holds no key for region {region}")]
     Missing { path: PathBuf, region: RegionId },
     #[error("system random failed")]
     Random,
@@ -68,6 +71,12 @@ pub struct LogKeys {
 impl LogKeys {
     pub fn in_data_dir(dir: &Path) -> LogKeys {
         LogKeys { path: dir.join(LOG_KEYS_FILE_NAME) }
+    }
+
+    /// The file of the search (blind-index) keys: the same format and protections, a
+    /// separate file so that a key serves one purpose only.
+    pub fn search_in_data_dir(dir: &Path) -> LogKeys {
+        LogKeys { path: dir.join(SEARCH_KEYS_FILE_NAME) }
     }
 
     pub fn path(&self) -> &Path {

@@ -32,6 +32,8 @@ pub struct TestVault {
 
 /// The seed of every test vault's log key; tests verify against [`TestVault::log_verifier_key`].
 pub const TEST_LOG_SEED: [u8; 32] = [7; 32];
+/// Every test vault's blind-index key.
+pub const TEST_SEARCH_KEY: [u8; 32] = [9; 32];
 /// Host of every test vault's log origin.
 pub const TEST_LOG_ORIGIN_HOST: &str = "custos.test";
 
@@ -89,7 +91,9 @@ async fn build(
     let origin = crate::log_origin(TEST_LOG_ORIGIN_HOST, &region);
     let log = RegionLog::start(region.clone(), Arc::clone(&log_store), &origin, &TEST_LOG_SEED, None).await.unwrap();
     let clock = clock();
-    let vault = Vault::new(vec![setup], VaultOptions { geo: None, clock: clock.clone(), cache: DataKeyCache::default() }).with_logs(vec![log]);
+    let vault = Vault::new(vec![setup], VaultOptions { geo: None, clock: clock.clone(), cache: DataKeyCache::default() })
+        .with_logs(vec![log])
+        .with_search_keys(vec![(region.clone(), zeroize::Zeroizing::new(TEST_SEARCH_KEY))]);
     TestVault { vault: Arc::new(vault), region, keys, store, log_store, backend, root, clock }
 }
 

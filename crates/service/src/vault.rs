@@ -45,6 +45,8 @@ pub struct Vault {
     cache: DataKeyCache,
     /// The access log of each served region that has one (see [`Vault::with_logs`]).
     logs: BTreeMap<RegionId, RegionLog>,
+    /// Per region, the key of the blind index that search uses (see [`blind_digest`]).
+    search_keys: BTreeMap<RegionId, Arc<zeroize::Zeroizing<[u8; 32]>>>,
     /// The deployment lock file, held for as long as the vault lives.
     _lock: Option<std::fs::File>,
 }
@@ -99,7 +101,15 @@ impl Vault {
                 (setup.region, vault)
             })
             .collect();
-        Self { regions, geo: options.geo, clock: options.clock, cache: options.cache, logs: BTreeMap::new(), _lock: None }
+        Self {
+            regions,
+            geo: options.geo,
+            clock: options.clock,
+            cache: options.cache,
+            logs: BTreeMap::new(),
+            search_keys: BTreeMap::new(),
+            _lock: None,
+        }
     }
 
     /// Keeps `lock` (an exclusively locked file) for the vault's lifetime.
@@ -115,6 +125,52 @@ impl Vault {
             self.logs.insert(log.region().clone(), log);
         }
         self
+    }
+
+    /// Indexes exact emails, phones, IP addresses and names of each region under its key,
+    /// so that [`Vault::find_subjects`] can find subjects without the store holding values.
+    /// Values ingested before a region had a key are not indexed.
+    pub fn with_search_keys(mut self, keys: Vec<(RegionId, zeroize::Zeroizing<[u8; 32]>)>) -> Self {
+        for (region, key) in keys {
+            assert!(self.regions.contains_key(&region), "search key of a region this vault does not serve");
+            self.search_keys.insert(region, Arc::new(key));
+        }
+        self
+    }
+
+    /// The subjects, in the served regions, holding exactly `value` in field `kind` (after
+    /// normalization), at most [`SEARCH_MATCHES_MAX`]. The value itself is never stored or
+    /// logged: only its keyed digest is compared.
+    pub async fn find_subjects(&self, kind: FieldKind, value: &str) -> Result<Vec<(RegionId, SubjectId, [u8; 32])>, ServiceError> {
+        if !SEARCHABLE_FIELDS.contains(&kind) {
+            return Err(ServiceError::InvalidRequest {
+                field: "query".to_owned(),
+                message: format!("{kind} is not searchable (email, phone, ip_address, name)"),
+            });
+        }
+        let parsed = FieldValue::parse(kind, value)
+            .map_err(|_| ServiceError::InvalidRequest { field: format!("query.{kind}"), message: format!("not a valid {kind}") })?;
+        let canonical = parsed.to_canonical();
+        let mut found = Vec::new();
+        for (region, vault) in &self.regions {
+            let Some(key) = self.search_keys.get(region) else { continue };
+            let digest = blind_digest(key, kind, &canonical);
+            for subject in vault.store.find_blind_index(kind, &digest, SEARCH_MATCHES_MAX - found.len().min(SEARCH_MATCHES_MAX)).await? {
+                found.push((region.clone(), subject, digest));
+            }
+            if found.len() >= SEARCH_MATCHES_MAX {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The blind-index digest `value` would have in `region` (for logging a search that
+    /// matched nothing), or `None` without a search key there.
+    pub fn query_digest(&self, region: &RegionId, kind: FieldKind, value: &str) -> Option<[u8; 32]> {
+        let key = self.search_keys.get(region)?;
+        let canonical = FieldValue::parse(kind, value).ok()?.to_canonical();
+        Some(blind_digest(key, kind, &canonical))
     }
 
     /// The access log of a served region.
@@ -184,7 +240,8 @@ impl Vault {
         let ids: Vec<SubjectId> = subjects.iter().map(|subject| subject.id.clone()).collect();
         let keys = self.data_keys(region, vault, &ids, KeyCreation::CreateMissing).await?;
         let region_owned = region.clone();
-        let batch = tokio::task::spawn_blocking(move || seal_batch(&region_owned, &subjects, &keys, now_ms))
+        let search_key = self.search_keys.get(region).cloned();
+        let batch = tokio::task::spawn_blocking(move || seal_batch(&region_owned, &subjects, &keys, search_key.as_deref().map(|key| &**key), now_ms))
             .await
             .map_err(|error| ServiceError::Internal(format!("sealing task failed: {error}")))??;
         let written = vault.store.write(&batch).await?;
@@ -483,6 +540,7 @@ fn seal_batch(
     region: &RegionId,
     subjects: &[ValidatedSubject],
     keys: &HashMap<SubjectId, Arc<DataKey>>,
+    search_key: Option<&[u8; 32]>,
     now_ms: i64,
 ) -> Result<WriteBatch, ServiceError> {
     let mut batch = WriteBatch::default();
@@ -498,6 +556,14 @@ fn seal_batch(
             let field = value.kind();
             let canonical = value.to_canonical();
             let value_id = seal::value_digest(key, field, canonical.as_bytes());
+            if let Some(search_key) = search_key
+                && SEARCHABLE_FIELDS.contains(&field)
+            {
+                let entry = store::BlindIndexEntry { subject: subject.id.clone(), field, digest: blind_digest(search_key, field, &canonical) };
+                if !batch.blind_indexes.contains(&entry) {
+                    batch.blind_indexes.push(entry);
+                }
+            }
             let aad = ValueAad { region, subject: &subject.id, field, value_id: &value_id };
             let sealed = seal::seal(key, &aad, canonical.as_bytes())?;
             let seen_ms = observed_at.map_or(now_ms, |at| at.timestamp_millis());
@@ -512,6 +578,32 @@ fn seal_batch(
         }
     }
     Ok(batch)
+}
+
+/// Fields whose exact values can be searched for.
+pub const SEARCHABLE_FIELDS: [FieldKind; 4] = [FieldKind::Email, FieldKind::Phone, FieldKind::IpAddress, FieldKind::Name];
+/// Most subjects one search matches.
+pub const SEARCH_MATCHES_MAX: usize = 20;
+const BLIND_INDEX_CONTEXT: &[u8] = b"custos blind index v1\0";
+
+/// The blind-index digest of a canonical value: HMAC-SHA-256 under the region's search key of
+/// a context string, the field name, a zero byte and the value (names compared without case).
+/// Without the key the digest says nothing; with it, low-entropy values (phones, IPv4) can be
+/// tried one by one — the key is as sensitive as the values.
+pub fn blind_digest(key: &[u8; 32], field: FieldKind, canonical: &str) -> [u8; 32] {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let mut context = aws_lc_rs::hmac::Context::with_key(&key);
+    context.update(BLIND_INDEX_CONTEXT);
+    context.update(field.as_str().as_bytes());
+    context.update(&[0]);
+    if field == FieldKind::Name {
+        context.update(canonical.to_lowercase().as_bytes());
+    } else {
+        context.update(canonical.as_bytes());
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(context.sign().as_ref());
+    digest
 }
 
 /// Opens one sealed value and parses it back; any failure is an integrity error for the

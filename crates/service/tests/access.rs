@@ -37,6 +37,7 @@ fn read(id: &str, subject: &str, fields: &[(&str, &str)], purpose: &str, case: O
         destination: None,
         control: None,
         from_country: None,
+        query: None,
     }
 }
 
@@ -222,4 +223,54 @@ async fn the_directory_completes_the_caller() {
         .put_staff(&StaffInput { id: "s-bad".to_owned(), roles: vec![], team: None, entity: None, country: Some("usa".to_owned()), region: None, shift: None })
         .await;
     assert!(matches!(invalid, Err(ServiceError::InvalidRequest { ref field, .. }) if field == "country"), "{invalid:?}");
+}
+
+fn search(id: &str, field: &str, value: &str, fields: &[(&str, &str)], case: &str) -> AccessInput {
+    AccessInput {
+        action: "search".to_owned(),
+        subjects: Vec::new(),
+        query: Some([(field.to_owned(), value.to_owned())].into()),
+        ..read(id, "unused", fields, "support", Some(case))
+    }
+}
+
+#[tokio::test]
+async fn search_finds_by_exact_value_through_the_blind_index_and_never_logs_the_value() {
+    let (t, gate) = setup().await;
+    case(&gate, "T-1", "support", &["s-agent"], &["u-journalist"], Some("u-journalist")).await;
+    let agent = staff("s-agent", &["support_agent"], "US", "us");
+    // Normalized before digesting: the domain's case does not matter.
+    let found = gate.access(&agent, &search("s-1", "email", "ada.reporter@NEWSROOM.example", &[("email", "masked")], "T-1")).await.unwrap();
+    assert_eq!(found.decision, "allow", "{found:?}");
+    assert_eq!(found.subjects.len(), 1);
+    assert_eq!(found.subjects[0].subject, "u-journalist");
+    assert_eq!(found.subjects[0].fields[0].values.as_ref().unwrap()[0].value, "a***@newsroom.example");
+    let entry = logged(&found.subjects[0].receipt);
+    let query = entry.query.expect("the query is logged");
+    assert_eq!((query.field.as_str(), query.digest.len()), ("email", 64));
+    let raw = String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(&found.subjects[0].receipt.entry).unwrap()).into_owned();
+    assert!(!raw.contains("ada.reporter"), "the searched value never enters the log: {raw}");
+
+    // Nothing matches: denied, and still on the record.
+    let before = t.vault.log(&t.region).unwrap().sign_now().await.unwrap();
+    let none = gate.access(&agent, &search("s-2", "email", "nobody@example.org", &[], "T-1")).await.unwrap();
+    assert_eq!((none.decision.as_str(), none.subjects.len()), ("deny", 0));
+    let after = t.vault.log(&t.region).unwrap().sign_now().await.unwrap();
+    assert_ne!(before, after, "a search without a match is logged too");
+
+    // A match outside the case is refused and withheld: the answer does not say who matched.
+    case(&gate, "T-2", "support", &["s-agent"], &["u-journalist"], Some("u-journalist")).await;
+    let outside = gate.access(&agent, &search("s-3", "ip_address", "203.0.113.9", &[], "T-2")).await.unwrap();
+    assert_eq!((outside.decision.as_str(), outside.subjects.len(), outside.withheld), ("deny", 0, 1), "{outside:?}");
+
+    // Bad queries are named.
+    let bad = gate.access(&agent, &search("s-4", "location", "1,2", &[], "T-1")).await;
+    assert!(matches!(bad, Err(ServiceError::InvalidRequest { .. })), "{bad:?}");
+    let bad = gate.access(&agent, &search("s-5", "email", "not an email", &[], "T-1")).await;
+    assert!(matches!(bad, Err(ServiceError::InvalidRequest { ref field, .. }) if field == "query.email"), "{bad:?}");
+
+    // Erased subjects are not found any more.
+    t.vault.erase(&t.region, &service::testing::subject("u-journalist"), "dsr", "asked").await.unwrap();
+    let gone = gate.access(&agent, &search("s-6", "email", "ada.reporter@newsroom.example", &[], "T-1")).await.unwrap();
+    assert_eq!((gone.decision.as_str(), gone.subjects.len(), gone.withheld), ("deny", 0, 0));
 }

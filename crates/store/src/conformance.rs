@@ -38,6 +38,7 @@ pub async fn run_all(store: &dyn RegionStore) {
     check_rewrap_keys(store).await;
     check_batch_limits(store).await;
     check_stats(store).await;
+    check_blind_index(store).await;
 }
 
 /// `region` and `backend`.
@@ -248,7 +249,7 @@ pub async fn check_values_merge(store: &dyn RegionStore) {
         .expect("key");
     let email = value(&a, FieldKind::Email, 1, b"sealed-1", 100, 200);
     let phone = value(&a, FieldKind::Phone, 2, b"sealed-2", 150, 150);
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![upsert(&a, &[], None, 100)],
         values: vec![email.clone(), phone.clone()],
     };
@@ -332,7 +333,7 @@ pub async fn check_values_order_and_filter(store: &dyn RegionStore) {
     let ip_late_2 = value(&a, FieldKind::IpAddress, 2, b"i2", 20, 25);
     let ip_early = value(&a, FieldKind::IpAddress, 9, b"i9", 10, 40);
     let ip_late_1 = value(&a, FieldKind::IpAddress, 1, b"i1", 20, 20);
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![upsert(&a, &[], None, 1)],
         values: vec![
             phone.clone(),
@@ -376,7 +377,7 @@ pub async fn check_unknown_subject(store: &dyn RegionStore) {
         .ensure_data_keys(&[key(&ghost, 1, 1, 1), key(&bystander, 1, 1, 2)])
         .await
         .expect("keys");
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![upsert(&bystander, &[], None, 1)],
         values: vec![
             value(&bystander, FieldKind::Name, 1, b"n", 1, 1),
@@ -400,7 +401,7 @@ pub async fn check_missing_data_key(store: &dyn RegionStore) {
         .ensure_data_keys(&[key(&keyed, 1, 1, 1)])
         .await
         .expect("key");
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![upsert(&keyed, &[], None, 1), upsert(&keyless, &[], None, 1)],
         values: vec![
             value(&keyed, FieldKind::Email, 1, b"k", 1, 1),
@@ -432,7 +433,7 @@ pub async fn check_erase(store: &dyn RegionStore) {
         .ensure_data_keys(&[key(&a, 1, 1, 1), key(&other, 1, 1, 2)])
         .await
         .expect("keys");
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![
             upsert(&a, &[Label::Journalist], None, 10),
             upsert(&other, &[], None, 10),
@@ -579,7 +580,7 @@ pub async fn check_erased_batch_is_all_or_nothing(store: &dyn RegionStore) {
         ])
         .await
         .expect("keys");
-    let setup = WriteBatch {
+    let setup = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![
             upsert(&erased, &[], None, 1),
             upsert(&existing, &[Label::Vip], None, 1),
@@ -594,7 +595,7 @@ pub async fn check_erased_batch_is_all_or_nothing(store: &dyn RegionStore) {
     let before = store.subject(&existing).await.expect("subject");
     let existing_values = store.values(&existing, &[]).await.expect("values");
 
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![
             upsert(&fresh, &[], None, 3),
             upsert(&existing, &[Label::Minor], None, 3),
@@ -766,7 +767,7 @@ pub async fn check_batch_limits(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let a = ids.subject("a");
     let template = upsert(&a, &[], None, 1);
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![template; WRITE_BATCH_ROWS_MAX],
         values: vec![value(&a, FieldKind::Text, 1, b"t", 1, 1)],
     };
@@ -838,7 +839,7 @@ pub async fn check_stats(store: &dyn RegionStore) {
         .ensure_data_keys(&[key(&a, 1, 1, 1), key(&b, 1, 1, 2)])
         .await
         .expect("keys");
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![upsert(&a, &[], None, 1), upsert(&b, &[], None, 1)],
         values: vec![
             value(&a, FieldKind::Email, 1, b"1", 1, 1),
@@ -952,14 +953,14 @@ fn labels(given: &[Label]) -> BTreeSet<Label> {
 }
 
 fn subjects_only(subjects: Vec<SubjectUpsert>) -> WriteBatch {
-    WriteBatch {
+    WriteBatch { blind_indexes: Vec::new(),
         subjects,
         values: Vec::new(),
     }
 }
 
 fn values_only(values: Vec<SealedValue>) -> WriteBatch {
-    WriteBatch {
+    WriteBatch { blind_indexes: Vec::new(),
         subjects: Vec::new(),
         values,
     }
@@ -977,6 +978,36 @@ fn counts(
         values_added,
         values_merged,
     }
+}
+
+/// Blind-index entries are written with their values, found by field and digest, refused
+/// for a subject without a value in the batch, and gone when the subject is erased.
+pub async fn check_blind_index(store: &dyn RegionStore) {
+    let subject = SubjectId::new(&format!("blind-{}", store.stats().await.expect("stats").subjects)).expect("id");
+    let key = StoredKey { subject: subject.clone(), group: 3, version: 1, wrapped: vec![1; 40] };
+    store.ensure_data_keys(std::slice::from_ref(&key)).await.expect("key");
+    let digest = |byte: u8| [byte; 32];
+    let entry = |field: FieldKind, byte: u8| crate::BlindIndexEntry { subject: subject.clone(), field, digest: digest(byte) };
+    let value = SealedValue { subject: subject.clone(), field: FieldKind::Email, value_id: [5; 16], sealed: vec![9; 30], first_seen_ms: 1, last_seen_ms: 1 };
+    let orphan = WriteBatch {
+        subjects: vec![SubjectUpsert { id: subject.clone(), labels: BTreeSet::new(), staff: None, at_ms: 1 }],
+        values: Vec::new(),
+        blind_indexes: vec![entry(FieldKind::Email, 7)],
+    };
+    assert!(matches!(store.write(&orphan).await, Err(StoreError::InvalidRecord { .. })), "an entry needs a value of its subject in the batch");
+    assert_eq!(store.find_blind_index(FieldKind::Email, &digest(7), 10).await.expect("find"), Vec::<SubjectId>::new(), "nothing was written");
+    let batch = WriteBatch {
+        subjects: vec![SubjectUpsert { id: subject.clone(), labels: BTreeSet::new(), staff: None, at_ms: 1 }],
+        values: vec![value],
+        blind_indexes: vec![entry(FieldKind::Email, 7), entry(FieldKind::Email, 7), entry(FieldKind::Phone, 8)],
+    };
+    store.write(&batch).await.expect("write");
+    store.write(&batch).await.expect("write again: entries already present are kept once");
+    assert_eq!(store.find_blind_index(FieldKind::Email, &digest(7), 10).await.expect("find"), vec![subject.clone()]);
+    assert_eq!(store.find_blind_index(FieldKind::Phone, &digest(8), 10).await.expect("find"), vec![subject.clone()]);
+    assert!(store.find_blind_index(FieldKind::Phone, &digest(7), 10).await.expect("find").is_empty(), "the field is part of the key");
+    store.erase(&subject, 2, "test", "blind index").await.expect("erase");
+    assert!(store.find_blind_index(FieldKind::Email, &digest(7), 10).await.expect("find").is_empty(), "erased subjects are not found");
 }
 
 /// Runs every check of the [`crate::LogStore`] contract, in order. Like the region checks,

@@ -36,6 +36,10 @@
 //! -- version 3: witnesses
 //! log_cosignatures(tree_size FK log_checkpoints, witness, line, saved_at_ms, PK (tree_size, witness))
 //!     line: the signed-note signature line, e.g. "— witness.example/w1 base64…\n"
+//!
+//! -- version 4: search
+//! blind_index(field, digest 32 bytes, subject_id FK subjects, PK (field, digest, subject_id))
+//!     index (subject_id); rows of a subject are deleted when it is erased
 //! ```
 //!
 //!
@@ -102,7 +106,7 @@ pub const WRITE_BATCH_ROWS_MAX: usize = 100_000;
 
 /// The schema version this build writes and understands: the number of migrations each
 /// backend carries.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A subject as stored: metadata only, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +154,23 @@ pub struct SealedValue {
 pub struct WriteBatch {
     pub subjects: Vec<SubjectUpsert>,
     pub values: Vec<SealedValue>,
+    /// Keyed digests of exact values, for search (see [`BlindIndexEntry`]). Each entry's
+    /// subject must own a value in the batch.
+    pub blind_indexes: Vec<BlindIndexEntry>,
 }
+
+/// A keyed digest (HMAC-SHA-256 under the region's search key) of one value of a field, so
+/// that a subject can be found by an exact email, phone, IP address or name without the
+/// store holding the value. The store never sees the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlindIndexEntry {
+    pub subject: SubjectId,
+    pub field: FieldKind,
+    pub digest: [u8; 32],
+}
+
+/// Most subjects one blind-index lookup returns.
+pub const BLIND_INDEX_MATCHES_MAX: usize = 100;
 
 /// What a [`RegionStore::write`] did. Every upsert and every value of the batch is counted
 /// once: a subject or value that appears twice in one batch counts as created (added) once
@@ -307,4 +327,8 @@ pub trait RegionStore: Send + Sync {
     async fn rewrap_keys(&self, rewraps: &[Rewrap]) -> Result<u64, StoreError>;
 
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Subjects, not erased, with a value of `field` whose blind-index digest is `digest`,
+    /// ordered by id, at most `limit` (itself at most [`BLIND_INDEX_MATCHES_MAX`]).
+    async fn find_blind_index(&self, field: FieldKind, digest: &[u8; 32], limit: usize) -> Result<Vec<SubjectId>, StoreError>;
 }

@@ -49,11 +49,13 @@ pub(crate) struct BatchPlan<'a> {
     pub values: Vec<PlannedValue<'a>>,
     /// Distinct owners of values, in batch order.
     pub value_owners: Vec<&'a SubjectId>,
+    /// Blind-index entries, each owned by a value owner of the batch.
+    pub blind_indexes: &'a [crate::BlindIndexEntry],
 }
 
 impl<'a> BatchPlan<'a> {
     pub fn new(batch: &'a WriteBatch) -> Result<Self, StoreError> {
-        let rows = batch.subjects.len() + batch.values.len();
+        let rows = batch.subjects.len() + batch.values.len() + batch.blind_indexes.len();
         check_rows(rows)?;
 
         let mut subjects: Vec<PlannedSubject<'a>> = Vec::new();
@@ -102,10 +104,18 @@ impl<'a> BatchPlan<'a> {
                 value_owners.push(&value.subject);
             }
         }
+        if let Some(entry) = batch.blind_indexes.iter().find(|entry| !owners_seen.contains(&entry.subject)) {
+            return Err(StoreError::InvalidRecord {
+                what: "blind index entry",
+                id: entry.subject.to_string(),
+                reason: "its subject owns no value in the batch".to_owned(),
+            });
+        }
         Ok(Self {
             subjects,
             values,
             value_owners,
+            blind_indexes: &batch.blind_indexes,
         })
     }
 
@@ -299,7 +309,7 @@ mod tests {
 
     #[test]
     fn duplicates_fold_and_count() {
-        let batch = WriteBatch {
+        let batch = WriteBatch { blind_indexes: Vec::new(),
             subjects: vec![
                 upsert("a", &[Label::Vip], 10),
                 upsert("b", &[], 5),
@@ -347,7 +357,7 @@ mod tests {
     #[test]
     fn validation_order() {
         fn check(states: &[(&str, SubjectState)], keyed: &[&str], expected: Option<&str>) {
-            let batch = WriteBatch {
+            let batch = WriteBatch { blind_indexes: Vec::new(),
                 subjects: vec![upsert("new", &[], 1)],
                 values: vec![value("old", 1, 1, 1), value("new", 2, 1, 1)],
             };

@@ -153,6 +153,16 @@ CREATE TABLE {schema}.log_cosignatures (
     PRIMARY KEY (tree_size, witness)
 );
 "#,
+    r#"
+CREATE TABLE {schema}.blind_index (
+    field TEXT COLLATE "C" NOT NULL,
+    digest BYTEA NOT NULL CHECK (length(digest) = 32),
+    subject_id TEXT COLLATE "C" NOT NULL REFERENCES {schema}.subjects (id),
+    PRIMARY KEY (field, digest, subject_id)
+);
+
+CREATE INDEX blind_index_subject ON {schema}.blind_index (subject_id);
+"#,
 ];
 
 /// One region's data in one PostgreSQL schema. Cheap to clone; clones share the pool.
@@ -672,6 +682,23 @@ impl RegionStore for PostgresStore {
             values: plan::count(row.get(2))?,
         })
     }
+
+    async fn find_blind_index(&self, field: FieldKind, digest: &[u8; 32], limit: usize) -> Result<Vec<SubjectId>, StoreError> {
+        let limit = limit.min(crate::BLIND_INDEX_MATCHES_MAX) as i64;
+        let client = self.client().await?;
+        let schema = quoted(&self.schema);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT b.subject_id FROM {schema}.blind_index b JOIN {schema}.subjects s ON s.id = b.subject_id \
+                     WHERE b.field = $1 AND b.digest = $2 AND s.erased_at_ms IS NULL ORDER BY b.subject_id LIMIT $3"
+                ),
+                &[&field.as_str(), &&digest[..], &limit],
+            )
+            .await
+            .map_err(postgres_error)?;
+        rows.iter().map(|row| plan::subject_id(row.get(0))).collect()
+    }
 }
 
 /// The bodies of the transactional methods; [`finish`] commits or rolls back around them.
@@ -886,6 +913,22 @@ impl PostgresStore {
                 .await
                 .map_err(postgres_error)?;
         }
+        if !plan.blind_indexes.is_empty() {
+            let fields: Vec<&str> = plan.blind_indexes.iter().map(|entry| entry.field.as_str()).collect();
+            let digests: Vec<&[u8]> = plan.blind_indexes.iter().map(|entry| &entry.digest[..]).collect();
+            let subjects: Vec<&str> = plan.blind_indexes.iter().map(|entry| entry.subject.as_str()).collect();
+            transaction
+                .execute(
+                    &format!(
+                        "INSERT INTO {}.blind_index (field, digest, subject_id) \
+                         SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[]) ON CONFLICT DO NOTHING",
+                        quoted(&self.schema)
+                    ),
+                    &[&fields, &digests, &subjects],
+                )
+                .await
+                .map_err(postgres_error)?;
+        }
         Ok(plan.outcome(subjects_created, values_added))
     }
 
@@ -913,6 +956,10 @@ impl PostgresStore {
             Some(SubjectState::Live) => {}
         }
         let id = subject.as_str();
+        transaction
+            .execute(&format!("DELETE FROM {}.blind_index WHERE subject_id = $1", quoted(&self.schema)), &[&id])
+            .await
+            .map_err(postgres_error)?;
         let destroyed = transaction
             .execute(&self.sql.delete_values, &[&id])
             .await

@@ -144,6 +144,16 @@ CREATE TABLE log_cosignatures (
     PRIMARY KEY (tree_size, witness)
 ) STRICT, WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE blind_index (
+    field TEXT NOT NULL,
+    digest BLOB NOT NULL CHECK (length(digest) = 32),
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    PRIMARY KEY (field, digest, subject_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX blind_index_subject ON blind_index (subject_id);
+"#,
 ];
 
 const SELECT_SUBJECT_STATE: &str = "SELECT erased_at_ms FROM subjects WHERE id = ?1";
@@ -486,6 +496,9 @@ impl RegionStore for SqliteStore {
                 }
                 Some(SubjectState::Live) => {}
             }
+            transaction
+                .execute("DELETE FROM blind_index WHERE subject_id = ?1", [subject.as_str()])
+                .map_err(sqlite_error)?;
             let destroyed = transaction
                 .execute("DELETE FROM field_values WHERE subject_id = ?1", [subject.as_str()])
                 .map_err(sqlite_error)?;
@@ -596,6 +609,23 @@ impl RegionStore for SqliteStore {
                 subjects_erased: plan::count(erased)?,
                 values: plan::count(values)?,
             })
+        })
+        .await
+    }
+
+    async fn find_blind_index(&self, field: FieldKind, digest: &[u8; 32], limit: usize) -> Result<Vec<SubjectId>, StoreError> {
+        let (digest, limit) = (*digest, limit.min(crate::BLIND_INDEX_MATCHES_MAX) as i64);
+        self.with_reader(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT b.subject_id FROM blind_index b JOIN subjects s ON s.id = b.subject_id \
+                     WHERE b.field = ?1 AND b.digest = ?2 AND s.erased_at_ms IS NULL ORDER BY b.subject_id LIMIT ?3",
+                )
+                .map_err(sqlite_error)?;
+            let rows = statement
+                .query_map(params![field.as_str(), &digest[..], limit], |row| row.get::<_, String>(0))
+                .map_err(sqlite_error)?;
+            rows.map(|row| row.map_err(sqlite_error).and_then(|id| plan::subject_id(&id))).collect()
         })
         .await
     }
@@ -931,6 +961,14 @@ fn write_batch(
                     ])
                     .map_err(sqlite_error)?;
             }
+        }
+    }
+    {
+        let mut insert = transaction
+            .prepare_cached("INSERT INTO blind_index (field, digest, subject_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
+            .map_err(sqlite_error)?;
+        for entry in plan.blind_indexes {
+            insert.execute(params![entry.field.as_str(), &entry.digest[..], entry.subject.as_str()]).map_err(sqlite_error)?;
         }
     }
     transaction.commit().map_err(sqlite_error)?;

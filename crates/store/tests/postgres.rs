@@ -14,7 +14,7 @@ fn subject(name: &str) -> SubjectId {
 }
 
 fn upsert(name: &str) -> WriteBatch {
-    WriteBatch {
+    WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![SubjectUpsert {
             id: subject(name),
             labels: Default::default(),

@@ -29,7 +29,7 @@ async fn write_one(store: &SqliteStore, name: &str, sealed: &[u8]) {
         wrapped: vec![7; 40],
     };
     store.ensure_data_keys(&[key]).await.unwrap();
-    let batch = WriteBatch {
+    let batch = WriteBatch { blind_indexes: Vec::new(),
         subjects: vec![SubjectUpsert {
             id: id.clone(),
             labels: Default::default(),
