@@ -76,38 +76,14 @@ struct ApproveLine {
     note: String,
 }
 
-/// The members of an access line besides `op` and `at`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An access line: the access request of the HTTP API (`service::AccessInput`, whose `id`
+/// the scenario requires) and the staff member asking.
+#[derive(Debug, Clone)]
 struct AccessLine {
-    id: String,
     actor: String,
-    #[serde(default = "read")]
-    action: String,
-    #[serde(default)]
-    subjects: Vec<String>,
-    #[serde(default)]
-    fields: BTreeMap<String, String>,
-    purpose: String,
-    #[serde(default)]
-    case: Option<String>,
-    #[serde(default)]
-    justification: String,
-    #[serde(default)]
-    break_glass: bool,
-    #[serde(default)]
-    destination: Option<String>,
-    #[serde(default)]
-    control: Option<String>,
-    #[serde(default)]
-    from_country: Option<String>,
-    #[serde(default)]
-    query: Option<BTreeMap<String, String>>,
+    input: AccessInput,
 }
 
-fn read() -> String {
-    "read".to_owned()
-}
 
 /// A parsed file: its lines with their line numbers, and the regions it names.
 pub struct Scenario {
@@ -231,7 +207,14 @@ fn parse_line(text: &str) -> Result<(Option<DateTime<Utc>>, Line), String> {
         "subject" => Line::Subject(decode(&op, object)?),
         "case" => Line::Case(decode(&op, object)?),
         "on_call" => Line::OnCall(decode(&op, object)?),
-        "access" => Line::Access(decode(&op, object)?),
+        "access" => {
+            let actor = take("actor")?;
+            let input: AccessInput = decode(&op, object)?;
+            if input.id.is_none() {
+                return Err("field id: missing".to_owned());
+            }
+            Line::Access(AccessLine { actor, input })
+        }
         "approve" => Line::Approve(decode(&op, object)?),
         other => return Err(format!("field op: unknown op {other:?} (staff, subject, case, case_update, hr, on_call, access, approve)")),
     };
@@ -299,23 +282,9 @@ pub async fn replay_into(
             }
             Line::Hr { staff, fact } => gate.add_hr_fact(staff, fact).await.map_err(input_error)?,
             Line::OnCall(OnCallLine { staff, until }) => gate.add_on_call(staff, *until).await.map_err(input_error)?,
-            Line::Access(input) => {
-                let (id, actor) = (&input.id, &input.actor);
+            Line::Access(AccessLine { actor, input: access }) => {
+                let id = access.id.as_ref().expect("checked when parsed");
                 let caller = staff_caller(gate, actor).await.map_err(input_error)?;
-                let access = AccessInput {
-                    id: Some(id.clone()),
-                    action: input.action.clone(),
-                    subjects: input.subjects.clone(),
-                    fields: input.fields.clone(),
-                    purpose: input.purpose.clone(),
-                    case: input.case.clone(),
-                    justification: input.justification.clone(),
-                    break_glass: input.break_glass,
-                    destination: input.destination.clone(),
-                    control: input.control.clone(),
-                    from_country: input.from_country.clone(),
-                    query: input.query.clone(),
-                };
                 let answer = gate.access(&caller, &access).await.map_err(input_error)?;
                 on(&decision_line(id, &answer));
                 tally.accesses.insert(id.clone());
@@ -491,12 +460,12 @@ pub fn describe_accesses(scenario: &Scenario) -> HashMap<String, String> {
         .lines
         .iter()
         .filter_map(|(_, _, line)| match line {
-            Line::Access(access) => {
-                let fields: Vec<String> = access.fields.iter().map(|(field, view)| format!("{field} {view}")).collect();
-                let case = access.case.as_deref().map(|case| format!(" on {case}")).unwrap_or_else(|| " with no case".to_owned());
+            Line::Access(AccessLine { actor, input }) => {
+                let fields: Vec<String> = input.fields.iter().map(|(field, view)| format!("{field} {view}")).collect();
+                let case = input.case.as_deref().map(|case| format!(" on {case}")).unwrap_or_else(|| " with no case".to_owned());
                 Some((
-                    access.id.clone(),
-                    format!("{} asks {} of {} for {}{case}", access.actor, fields.join(", "), access.subjects.join(", "), access.purpose),
+                    input.id.clone().unwrap_or_default(),
+                    format!("{actor} asks {} of {} for {}{case}", fields.join(", "), input.subjects.join(", "), input.purpose),
                 ))
             }
             _ => None,
