@@ -3,6 +3,11 @@
 //! field, requests issued at a fixed rate whatever the latency (so slow answers are not hidden
 //! by a client that waits). Latency is measured from each request's scheduled start.
 //!
+//! Workload: 1,000 subjects, each with its own support ticket (the subject asked; one agent is
+//! assigned to all of them); every request asks one field (email, masked) of one subject on
+//! its ticket. `BENCH_QUEUE_CASE=1` puts all 1,000 subjects on one queue case instead (a case
+//! of that size is read and decoded on every request).
+//!
 //! Run: `cargo bench -p service --bench access [-- RATE SECONDS]` (default 10,000 requests/s
 //! for 10 s); `BENCH_POSTGRES=1` runs it on PostgreSQL too. Results and anchors:
 //! docs/PERFORMANCE.md.
@@ -42,18 +47,36 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
             .collect();
         t.vault.ingest(people).await.unwrap();
     }
-    gate.register_case(&CaseInput {
-        id: "Q-1".to_owned(),
-        purpose: "support".to_owned(),
-        status: None,
-        assignees: vec!["s-agent".to_owned()],
-        subjects: subjects.clone(),
-        requested_by: None,
-        legal_process: None,
-        destinations: Vec::new(),
-    })
-    .await
-    .unwrap();
+    let queue = std::env::var_os("BENCH_QUEUE_CASE").is_some();
+    let ticket = |index: usize| if queue { "Q-1".to_owned() } else { format!("T-{index}") };
+    let cases: Vec<CaseInput> = if queue {
+        vec![CaseInput {
+            id: ticket(0),
+            purpose: "support".to_owned(),
+            status: None,
+            assignees: vec!["s-agent".to_owned()],
+            subjects: subjects.clone(),
+            requested_by: None,
+            legal_process: None,
+            destinations: Vec::new(),
+        }]
+    } else {
+        (0..SUBJECTS)
+            .map(|index| CaseInput {
+                id: ticket(index),
+                purpose: "support".to_owned(),
+                status: None,
+                assignees: vec!["s-agent".to_owned()],
+                subjects: vec![subjects[index].clone()],
+                requested_by: Some(subjects[index].clone()),
+                legal_process: None,
+                destinations: Vec::new(),
+            })
+            .collect()
+    };
+    for case in &cases {
+        gate.register_case(case).await.unwrap();
+    }
     let agent = Arc::new(Caller {
         id: "s-agent".to_owned(),
         kind: CallerKind::Staff,
@@ -69,7 +92,7 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
         subjects: vec![subjects[index % SUBJECTS].clone()],
         fields: [("email".to_owned(), "masked".to_owned())].into(),
         purpose: "support".to_owned(),
-        case: Some("Q-1".to_owned()),
+        case: Some(ticket(index % SUBJECTS)),
         justification: String::new(),
         break_glass: false,
         destination: None,
@@ -107,8 +130,9 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
     latencies.sort();
     let quantile = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
-        "access/{backend}: {total} requests offered at {rate}/s over {seconds} s, completed in {:.2} s ({:.0}/s), {failures} failed; \
+        "access/{backend}{}: {total} requests offered at {rate}/s over {seconds} s, completed in {:.2} s ({:.0}/s), {failures} failed; \
          latency p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        if queue { "/queue_case" } else { "" },
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         quantile(0.50),

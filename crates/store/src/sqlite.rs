@@ -65,8 +65,9 @@ use crate::{
 
 /// How long a connection waits for another process's lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
-/// Most idle read-only connections kept for reuse.
-pub const SQLITE_READERS_IDLE_MAX: usize = 4;
+/// Most read-only connections of one database, all kept for reuse: further readers wait for
+/// one instead of opening their own (opening costs far more than a point read).
+pub const SQLITE_READERS_IDLE_MAX: usize = 8;
 /// Prepared statements cached per connection; more than the store has, so none is evicted.
 const STATEMENTS_CACHED_MAX: usize = 64;
 
@@ -207,6 +208,8 @@ pub(crate) struct Shared {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection ([`SQLITE_READERS_IDLE_MAX`]).
+    reader_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -283,6 +286,7 @@ impl Shared {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            reader_slots: Arc::new(tokio::sync::Semaphore::new(SQLITE_READERS_IDLE_MAX)),
         })
     }
 
@@ -311,7 +315,12 @@ impl Shared {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(shared);
+        let slot = Arc::clone(&shared.reader_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Io("the read connection pool is closed".to_owned()))?;
         run_blocking(move || {
+            let _slot = slot;
             let idle = lock(&shared.readers).pop();
             let connection = match idle {
                 Some(connection) => connection,
