@@ -23,6 +23,8 @@ use crate::import::{self, Format};
 /// Where the demo looks for an IP → country database when `--geo-mmdb` is not given.
 const DEMO_MMDB_CANDIDATES: [&str; 2] = ["../shared/data/geo-whois-asn-country.mmdb", "shared/data/geo-whois-asn-country.mmdb"];
 const DEMO_TOKEN_FILE: &str = "demo-service-token";
+/// Reasons printed per decision of the leak hunt; the log entry holds them all.
+const DEMO_REASONS_SHOWN: usize = 2;
 /// Seed of the synthetic population: the demo is the same on every machine.
 const DEMO_SEED: u64 = 2022;
 
@@ -72,7 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     show_sealed_storage(&args.data)?;
 
     step(3, "answers are as coarse as the purpose needs");
-    show_views(&vault).await?;
+    show_views(&gate).await?;
 
     step(4, "residency: a node holds the keys of its own regions only");
     show_residency(&args.data).await?;
@@ -286,9 +288,33 @@ fn show_sealed_storage(data: &Path) -> anyhow::Result<()> {
     }
 }
 
-async fn show_views(vault: &service::Vault) -> anyhow::Result<()> {
-    let us = region("us");
-    let ada = subject("u-journalist-1");
+/// The journalist's own data request, answered by a privacy officer through the access API:
+/// every view of every field is a decision logged before the value is opened.
+async fn show_views(gate: &service::Gate) -> anyhow::Result<()> {
+    gate.put_staff(&service::StaffInput {
+        id: "s-privacy-1".to_owned(),
+        roles: vec!["privacy_officer".to_owned()],
+        team: Some("privacy".to_owned()),
+        entity: Some("platform-us".to_owned()),
+        country: Some("US".to_owned()),
+        region: Some("us".to_owned()),
+        shift: None,
+    })
+    .await?;
+    gate.register_case(&service::CaseInput {
+        id: "DSAR-1".to_owned(),
+        purpose: "data_subject_request".to_owned(),
+        status: None,
+        assignees: vec!["s-privacy-1".to_owned()],
+        subjects: vec!["u-journalist-1".to_owned()],
+        requested_by: Some("u-journalist-1".to_owned()),
+        legal_process: None,
+        destinations: Vec::new(),
+    })
+    .await?;
+    let officer = gate
+        .caller(service::Caller { id: "s-privacy-1".to_owned(), kind: service::CallerKind::Staff, roles: Vec::new(), team: None, entity: None, country: None, region: None })
+        .await?;
     let asks: [(FieldKind, &[&str]); 6] = [
         (FieldKind::IpAddress, &["exists", "country", "prefix/16", "prefix", "exact"]),
         (FieldKind::Email, &["domain", "masked", "exact"]),
@@ -297,17 +323,37 @@ async fn show_views(vault: &service::Vault) -> anyhow::Result<()> {
         (FieldKind::DateOfBirth, &["age_band", "year"]),
         (FieldKind::Name, &["exists"]),
     ];
-    println!("the journalist u-journalist-1, field by field, from coarse to exact:");
+    println!("the journalist u-journalist-1 asked for her own data (case DSAR-1); the privacy officer reads it, coarse to exact:");
+    let mut last_index = 0;
     for (field, views) in asks {
-        let requested: Vec<(FieldKind, View)> =
-            views.iter().map(|view| Ok((field, view.parse::<View>().map_err(|error| anyhow::anyhow!("{error}"))?))).collect::<anyhow::Result<_>>()?;
-        for reveal in vault.reveal(&us, &ada, &requested).await? {
-            let shown: Vec<&str> = reveal.values.iter().map(|value| value.value.as_str()).collect();
-            let shown = if reveal.view == "exists" { reveal.exists.to_string() } else { shown.join(", ") };
-            println!("  {:<14} {:<13} {shown}", reveal.field, reveal.view);
+        for view in views {
+            let input = service::AccessInput {
+                id: None,
+                action: "read".to_owned(),
+                subjects: vec!["u-journalist-1".to_owned()],
+                fields: [(field.as_str().to_owned(), (*view).to_owned())].into(),
+                purpose: "data_subject_request".to_owned(),
+                case: Some("DSAR-1".to_owned()),
+                justification: "data subject access request".to_owned(),
+                break_glass: false,
+                destination: None,
+                control: None,
+                from_country: None,
+                query: None,
+            };
+            let answer = gate.access(&officer, &input).await?;
+            let subject = answer.subjects.first().context("one subject answered")?;
+            let reveal = subject.fields.first().context("one field answered")?;
+            let shown = match (&reveal.values, reveal.exists) {
+                (_, Some(exists)) if *view == "exists" => exists.to_string(),
+                (Some(values), _) => values.iter().map(|value| value.value.as_str()).collect::<Vec<_>>().join(", "),
+                (None, _) => format!("({})", reveal.decision),
+            };
+            println!("  {:<14} {:<13} {shown}", field.as_str(), view);
+            last_index = subject.receipt.index;
         }
     }
-    println!("  (staff reach these only through the access API, with a purpose and a case, after the decision is logged)");
+    println!("  each line above is a decision in the us log (the last at index {last_index}), written before the value was opened");
     Ok(())
 }
 
@@ -339,8 +385,13 @@ async fn show_leak_hunt(gate: &service::Gate) -> anyhow::Result<()> {
                     line["fields"].as_object().into_iter().flatten().map(|(field, view)| format!("{field} as {}", view.as_str().unwrap_or("?"))).collect();
                 let granted = if granted.is_empty() { String::new() } else { format!(": {}", granted.join(", ")) };
                 println!("      {outcome}{granted}   [log index {}]", line["log_index"]);
-                for reason in line["reasons"].as_array().into_iter().flatten().filter_map(|reason| reason.as_str()) {
+                // The deciding reasons come first (rules no approval lifts); the rest is counted.
+                let reasons: Vec<&str> = line["reasons"].as_array().into_iter().flatten().filter_map(|reason| reason.as_str()).collect();
+                for reason in reasons.iter().take(DEMO_REASONS_SHOWN) {
                     println!("      - {reason}");
+                }
+                if reasons.len() > DEMO_REASONS_SHOWN {
+                    println!("      (+{} more reasons in the log entry)", reasons.len() - DEMO_REASONS_SHOWN);
                 }
             }
             Some("approval") => {

@@ -285,7 +285,7 @@ pub async fn replay_into(
             Line::Access(AccessLine { actor, input: access }) => {
                 let id = access.id.as_ref().expect("checked when parsed");
                 let caller = staff_caller(gate, actor).await.map_err(input_error)?;
-                let answer = gate.access(&caller, &access).await.map_err(input_error)?;
+                let answer = gate.access(&caller, access).await.map_err(input_error)?;
                 on(&decision_line(id, &answer));
                 tally.accesses.insert(id.clone());
                 tally.latest.insert(id.clone(), answer.decision.clone());
