@@ -477,6 +477,9 @@ impl Gate {
         if record.actor != caller.id {
             return Err(ServiceError::Forbidden(format!("request {request} belongs to another caller")));
         }
+        if record.status == RequestStatus::Rejected {
+            return Err(ServiceError::AlreadyDecided { request: request.to_owned(), status: status_name(record.status).to_owned() });
+        }
         let now = self.vault.clock().now();
         if now.timestamp_millis() >= record.expires_at_ms {
             return Err(ServiceError::ApprovalExpired { request: request.to_owned(), expired_at: time_of(record.expires_at_ms) });

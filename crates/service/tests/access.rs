@@ -274,3 +274,17 @@ async fn search_finds_by_exact_value_through_the_blind_index_and_never_logs_the_
     let gone = gate.access(&agent, &search("s-6", "email", "ada.reporter@newsroom.example", &[], "T-1")).await.unwrap();
     assert_eq!((gone.decision.as_str(), gone.subjects.len(), gone.withheld), ("deny", 0, 0));
 }
+
+#[tokio::test]
+async fn a_rejected_request_cannot_be_opened() {
+    let (_t, gate) = setup().await;
+    case(&gate, "LEAK-1", "internal_investigation", &["s-cn-1"], &["u-staff"], None).await;
+    let auditor = staff("s-cn-1", &["internal_audit"], "CN", "cn");
+    let pending = gate.access(&auditor, &read("a-r", "u-staff", &[("ip_address", "prefix")], "internal_investigation", Some("LEAK-1"))).await.unwrap();
+    assert_eq!(pending.decision, "pending");
+    let no = ApprovalInput { decision: "reject".to_owned(), note: "no reason given for a cross-border read".to_owned() };
+    let view = gate.approve(&staff("s-us-po", &["privacy_officer"], "US", "us"), "a-r", &no).await.unwrap();
+    assert_eq!(view.status, "rejected");
+    let opened = gate.open_request(&auditor, "a-r").await;
+    assert!(matches!(opened, Err(ServiceError::AlreadyDecided { ref status, .. }) if status == "rejected"), "{opened:?}");
+}
