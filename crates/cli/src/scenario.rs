@@ -263,7 +263,9 @@ pub async fn replay_into(
         }
         let now = gate.vault().clock().now();
         let input_error = |error: ServiceError| match error {
-            ServiceError::Invalid(_) | ServiceError::InvalidRequest { .. } | ServiceError::NotFound(_) => failed(error.to_string()),
+            ServiceError::Invalid(_) | ServiceError::InvalidRequest { .. } | ServiceError::NotFound(_) | ServiceError::AlreadyExists(_) => {
+                failed(error.to_string())
+            }
             other => Failure::Other(anyhow::Error::new(other)),
         };
         match line {

@@ -80,6 +80,11 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
             "{\"op\":\"subject\",\"id\":\"u-1\",\"region\":\"us\"}\n{\"op\":\"case\",\"at\":\"2026-03-02T09:00:00Z\",\"id\":\"T-1\",\"purpose\":\"support\"}\n{\"op\":\"case\",\"at\":\"2026-03-01T09:00:00Z\",\"id\":\"T-2\",\"purpose\":\"support\"}\n",
             ":3: field at:",
         ),
+        (
+            "case-twice.jsonl",
+            "{\"op\":\"subject\",\"id\":\"u-1\",\"region\":\"us\"}\n{\"op\":\"case\",\"id\":\"T-1\",\"purpose\":\"support\"}\n{\"op\":\"case\",\"id\":\"T-1\",\"purpose\":\"support\"}\n",
+            ":3: case T-1 already exists",
+        ),
         ("bad-value.jsonl", "{\"op\":\"subject\",\"id\":\"u-1\",\"region\":\"us\",\"values\":{\"ip_address\":[\"999.1.1.1\"]}}\n", ":1: subject \"u-1\", field ip_address"),
         ("bad-view.jsonl", "{\"op\":\"subject\",\"id\":\"u-1\",\"region\":\"us\"}\n{\"op\":\"access\",\"id\":\"a\",\"actor\":\"s\",\"subjects\":[\"u-1\"],\"fields\":{\"email\":\"country\"},\"purpose\":\"support\"}\n", ":2: invalid request: fields.email"),
     ];

@@ -123,6 +123,7 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::InvalidRequest { .. } => ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error.to_string()),
             ServiceError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, error.to_string()),
+            ServiceError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyExists, error.to_string()),
             ServiceError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, error.to_string()),
             ServiceError::ApprovalRefused { .. } => ApiError::new(StatusCode::FORBIDDEN, ErrorCode::ApprovalRefused, error.to_string()),
             ServiceError::AlreadyDecided { .. } => ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyDecided, error.to_string()),

@@ -127,6 +127,24 @@ async fn a_support_agent_reads_a_masked_email_with_a_receipt() {
 }
 
 #[tokio::test]
+async fn directory_refusals_are_client_errors_that_name_the_record() {
+    let f = fixture().await;
+    let case = json!({"id": "T-1", "purpose": "support", "assignees": ["s-agent"], "subjects": ["u-journalist"]});
+    f.case(case.clone()).await;
+    let (status, body) = f.call("POST", "/v1/cases", Some(SERVICE_TOKEN), Some(case)).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("already_exists")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("T-1"), "{body}");
+    let (status, body) = f.call("PATCH", "/v1/cases/T-404", Some(SERVICE_TOKEN), Some(json!({"status": "closed"}))).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")), "{body}");
+    let too_many: Vec<String> = (0..1_001).map(|index| format!("s-{index}")).collect();
+    let big = json!({"id": "T-2", "purpose": "support", "assignees": too_many});
+    let (status, body) = f.call("POST", "/v1/cases", Some(SERVICE_TOKEN), Some(big)).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_request")), "{body}");
+    let (status, _) = f.call("GET", "/v1/cases/T-2", Some(SERVICE_TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing of a refused case is stored");
+}
+
+#[tokio::test]
 async fn token_attacks_are_refused_before_anything_is_decided() {
     let f = fixture().await;
     f.case(json!({"id": "T-1", "purpose": "support", "assignees": ["s-agent"], "subjects": ["u-journalist"], "requested_by": "u-journalist"})).await;

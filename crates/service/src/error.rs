@@ -56,6 +56,8 @@ pub enum ServiceError {
     InvalidRequest { field: String, message: String },
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("approval of {request} refused: {reason}")]
@@ -72,6 +74,15 @@ impl From<store::StoreError> for ServiceError {
     fn from(error: store::StoreError) -> Self {
         match error {
             store::StoreError::Erased(subject) => ServiceError::SubjectErased(subject),
+            // The directory's refusals are about the request, not the storage.
+            store::StoreError::AlreadyExists { what, id } => ServiceError::AlreadyExists(format!("{what} {id}")),
+            store::StoreError::NotFound { what, id } => ServiceError::NotFound(format!("{what} {id}")),
+            store::StoreError::AlreadyDecided { id, status } => {
+                ServiceError::AlreadyDecided { request: id, status: status.as_str().to_owned() }
+            }
+            error @ (store::StoreError::InvalidRecord { what, .. } | store::StoreError::LimitExceeded { what, .. }) => {
+                ServiceError::InvalidRequest { field: what.to_owned(), message: error.to_string() }
+            }
             other => ServiceError::Store(other),
         }
     }
