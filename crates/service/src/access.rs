@@ -294,6 +294,8 @@ struct Asked {
     action: Action,
     /// `search`: the field and the value looked for.
     query: Option<(FieldKind, String)>,
+    /// `search`: the value's blind-index digest per region, hex (filled by `resolve_search`).
+    query_digests: BTreeMap<RegionId, String>,
     subjects: Vec<SubjectId>,
     fields: Vec<(FieldKind, View)>,
     purpose: String,
@@ -373,7 +375,7 @@ impl Gate {
                     expires_at_ms: expires_at.timestamp_millis(),
                     status: RequestStatus::Pending,
                     needs: needs.clone(),
-                    request: pending_body(input, caller, &asked, &decisions),
+                    request: pending_body(input, &asked, &decisions),
                     approvals: Vec::new(),
                 })
                 .await?;
@@ -594,6 +596,7 @@ impl Gate {
             id,
             action,
             query,
+            query_digests: BTreeMap::new(),
             subjects,
             fields,
             purpose: input.purpose.clone(),
@@ -688,33 +691,17 @@ impl Gate {
         // the request here, with nothing revealed.
         for decision in &decisions {
             let entry = AccessEntry {
-                v: DECISION_ENTRY_VERSION,
-                kind: "access".to_owned(),
-                request: asked.id.clone(),
-                at_ms: now.timestamp_millis(),
-                actor: actor.clone(),
-                action: action_name(asked.action).to_owned(),
-                purpose: asked.purpose.clone(),
-                case: asked.case.clone(),
-                justification: asked.justification.clone(),
-                break_glass: asked.break_glass,
-                destination: asked.destination.clone(),
-                control: asked.control.clone(),
-                subject: SubjectSnapshot {
-                    id: decision.facts.id.clone(),
-                    region: decision.facts.region.clone(),
-                    labels: decision.facts.labels.clone(),
-                },
                 cross_border: decision.cross_border,
                 approved_by: approvers.to_vec(),
                 decision: subject_decision(decision).to_owned(),
                 fields: decision.fields.iter().map(field_entry).collect(),
                 policies: decision.policies.clone(),
                 reasons: decision.reasons.clone(),
-                query: asked.query.as_ref().map(|(kind, value)| QuerySnapshot {
-                    field: kind.as_str().to_owned(),
-                    digest: self.vault.query_digest(&decision.region, *kind, value).map(hex::encode).unwrap_or_default(),
-                }),
+                ..access_entry(asked, &actor, now, &decision.region, SubjectSnapshot {
+                    id: decision.facts.id.clone(),
+                    region: decision.facts.region.clone(),
+                    labels: decision.facts.labels.clone(),
+                })
             };
             receipts.push(self.append(&decision.region, encode(&entry)).await?);
         }
@@ -759,9 +746,10 @@ impl Gate {
     /// For a search, finds the matching subjects and makes them the request's subjects;
     /// `false` when nothing matched. Other requests are left as they are.
     async fn resolve_search(&self, asked: &mut Asked) -> Result<bool, ServiceError> {
-        let Some((kind, value)) = asked.query.clone() else { return Ok(true) };
-        let matches = self.vault.find_subjects(kind, &value).await?;
-        asked.subjects = matches.into_iter().map(|(_, subject, _)| subject).collect();
+        let Some((kind, value)) = &asked.query else { return Ok(true) };
+        let digests = self.vault.query_digests(*kind, value)?;
+        asked.subjects = self.vault.find_subjects(*kind, &digests).await?;
+        asked.query_digests = digests.into_iter().map(|(region, digest)| (region, hex::encode(digest))).collect();
         Ok(!asked.subjects.is_empty())
     }
 
@@ -769,33 +757,13 @@ impl Gate {
     /// each served region's log, naming the query field and its keyed digest, never the
     /// value.
     async fn log_no_match(&self, caller: &Caller, asked: &Asked, now: DateTime<Utc>) -> Result<AccessAnswer, ServiceError> {
-        let Some((kind, value)) = &asked.query else { return Err(ServiceError::Internal("no query to log".to_owned())) };
+        let actor = caller.snapshot(&asked.from_country);
         let regions: Vec<RegionId> = self.vault.regions().cloned().collect();
         for region in regions {
+            let subject = SubjectSnapshot { id: String::new(), region: region.to_string(), labels: Vec::new() };
             let entry = AccessEntry {
-                v: DECISION_ENTRY_VERSION,
-                kind: "access".to_owned(),
-                request: asked.id.clone(),
-                at_ms: now.timestamp_millis(),
-                actor: caller.snapshot(&asked.from_country),
-                action: action_name(asked.action).to_owned(),
-                purpose: asked.purpose.clone(),
-                case: asked.case.clone(),
-                justification: asked.justification.clone(),
-                break_glass: asked.break_glass,
-                destination: None,
-                control: None,
-                subject: SubjectSnapshot { id: String::new(), region: region.to_string(), labels: Vec::new() },
-                cross_border: false,
-                approved_by: Vec::new(),
-                decision: "deny".to_owned(),
-                fields: Vec::new(),
-                policies: Vec::new(),
                 reasons: vec!["no subject matches the query".to_owned()],
-                query: Some(QuerySnapshot {
-                    field: kind.as_str().to_owned(),
-                    digest: self.vault.query_digest(&region, *kind, value).map(hex::encode).unwrap_or_default(),
-                }),
+                ..access_entry(asked, &actor, now, &region, subject)
             };
             self.append(&region, encode(&entry)).await?;
         }
@@ -879,7 +847,7 @@ impl PendingBody {
     }
 }
 
-fn pending_body(input: &AccessInput, _caller: &Caller, asked: &Asked, decisions: &[SubjectDecision]) -> serde_json::Value {
+fn pending_body(input: &AccessInput, asked: &Asked, decisions: &[SubjectDecision]) -> serde_json::Value {
     let mut input = input.clone();
     input.id = Some(asked.id.clone());
     let body = PendingBody {
@@ -950,6 +918,37 @@ fn case_facts(case: &CaseRecord, actor: &str, subject: &SubjectId) -> CaseFacts 
     }
 }
 
+/// The entry of one decision about one subject, before its outcome: who asked what, when,
+/// and (for a search) the digest of the value looked for in that region. The outcome members
+/// start as a denial with no fields; the caller fills them in.
+fn access_entry(asked: &Asked, actor: &ActorSnapshot, now: DateTime<Utc>, region: &RegionId, subject: SubjectSnapshot) -> AccessEntry {
+    AccessEntry {
+        v: DECISION_ENTRY_VERSION,
+        kind: "access".to_owned(),
+        request: asked.id.clone(),
+        at_ms: now.timestamp_millis(),
+        actor: actor.clone(),
+        action: asked.action.as_str().to_owned(),
+        purpose: asked.purpose.clone(),
+        case: asked.case.clone(),
+        justification: asked.justification.clone(),
+        break_glass: asked.break_glass,
+        destination: asked.destination.clone(),
+        control: asked.control.clone(),
+        subject,
+        cross_border: false,
+        approved_by: Vec::new(),
+        decision: "deny".to_owned(),
+        fields: Vec::new(),
+        policies: Vec::new(),
+        reasons: Vec::new(),
+        query: asked.query.as_ref().map(|(kind, _)| QuerySnapshot {
+            field: kind.as_str().to_owned(),
+            digest: asked.query_digests.get(region).cloned().unwrap_or_default(),
+        }),
+    }
+}
+
 fn field_entry(field: &FieldOutcome) -> FieldDecisionEntry {
     let (decision, view, needs) = outcome_parts(&field.outcome);
     FieldDecisionEntry {
@@ -1017,10 +1016,6 @@ fn needs_of(decisions: &[SubjectDecision]) -> Vec<String> {
         })
         .collect();
     needs.into_iter().collect()
-}
-
-fn action_name(action: Action) -> &'static str {
-    action.as_str()
 }
 
 fn status_name(status: RequestStatus) -> &'static str {

@@ -12,7 +12,7 @@ use model::{StaffId, SubjectId};
 use serde::{Deserialize, Serialize};
 use store::{CaseRecord, HrEvent, HrFact, LegalProcess, OnCall, Shift, StaffRecord};
 
-use crate::access::Gate;
+use crate::access::{Gate, check_name, invalid};
 use crate::ServiceError;
 
 /// A staff member as the directory integration (or configuration) describes them.
@@ -135,14 +135,14 @@ impl Gate {
         let id = staff_id("id", &input.id)?;
         for (what, value) in [("team", &input.team), ("entity", &input.entity), ("region", &input.region)] {
             if let Some(value) = value {
-                check_text(what, value)?;
+                check_name(what, value)?;
             }
         }
         if let Some(country) = &input.country {
             check_country("country", country)?;
         }
         for (index, role) in input.roles.iter().enumerate() {
-            check_text(&format!("roles[{index}]"), role)?;
+            check_name(&format!("roles[{index}]"), role)?;
         }
         let shift = match &input.shift {
             Some(shift) => {
@@ -213,7 +213,7 @@ impl Gate {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
-        check_text("purpose", &record.purpose)?;
+        check_name("purpose", &record.purpose)?;
         for (index, destination) in record.destinations.iter().enumerate() {
             crate::access::check_destination(&format!("destinations[{index}]"), destination)?;
         }
@@ -279,7 +279,7 @@ fn case_view(record: &CaseRecord) -> CaseView {
 }
 
 fn legal_process(input: &LegalProcessInput) -> Result<LegalProcess, ServiceError> {
-    check_text("legal_process.kind", &input.kind)?;
+    check_name("legal_process.kind", &input.kind)?;
     if input.issuer.is_empty() || input.issuer.len() > 256 {
         return Err(invalid("legal_process.issuer", "must be 1 to 256 bytes"));
     }
@@ -323,9 +323,6 @@ fn subject_ids(what: &str, values: &[String]) -> Result<Vec<SubjectId>, ServiceE
     values.iter().enumerate().map(|(index, value)| subject_id(&format!("{what}[{index}]"), value)).collect()
 }
 
-fn check_text(what: &str, value: &str) -> Result<(), ServiceError> {
-    crate::access::check_name(what, value)
-}
 
 fn check_country(what: &str, value: &str) -> Result<(), ServiceError> {
     if value.len() == 2 && value.bytes().all(|byte| byte.is_ascii_uppercase()) {
@@ -333,8 +330,4 @@ fn check_country(what: &str, value: &str) -> Result<(), ServiceError> {
     } else {
         Err(invalid(what, &format!("{value:?} is not an ISO 3166-1 alpha-2 code such as US")))
     }
-}
-
-fn invalid(what: &str, message: &str) -> ServiceError {
-    crate::access::invalid(what, message)
 }

@@ -138,10 +138,10 @@ impl Vault {
         self
     }
 
-    /// The subjects, in the served regions, holding exactly `value` in field `kind` (after
-    /// normalization), at most [`SEARCH_MATCHES_MAX`]. The value itself is never stored or
-    /// logged: only its keyed digest is compared.
-    pub async fn find_subjects(&self, kind: FieldKind, value: &str) -> Result<Vec<(RegionId, SubjectId, [u8; 32])>, ServiceError> {
+    /// The blind-index digest of `value` (a `kind` value, normalized first) in each served
+    /// region that has a search key: what a search compares, and what its log entries record
+    /// instead of the value.
+    pub fn query_digests(&self, kind: FieldKind, value: &str) -> Result<BTreeMap<RegionId, [u8; 32]>, ServiceError> {
         if !SEARCHABLE_FIELDS.contains(&kind) {
             return Err(ServiceError::InvalidRequest {
                 field: "query".to_owned(),
@@ -151,26 +151,22 @@ impl Vault {
         let parsed = FieldValue::parse(kind, value)
             .map_err(|_| ServiceError::InvalidRequest { field: format!("query.{kind}"), message: format!("not a valid {kind}") })?;
         let canonical = parsed.to_canonical();
+        Ok(self.search_keys.iter().map(|(region, key)| (region.clone(), blind_digest(key, kind, &canonical))).collect())
+    }
+
+    /// The subjects whose `kind` value has the region's digest in `digests` (from
+    /// [`Vault::query_digests`]), at most [`SEARCH_MATCHES_MAX`]. The value itself is never
+    /// stored: only keyed digests are compared.
+    pub async fn find_subjects(&self, kind: FieldKind, digests: &BTreeMap<RegionId, [u8; 32]>) -> Result<Vec<SubjectId>, ServiceError> {
         let mut found = Vec::new();
-        for (region, vault) in &self.regions {
-            let Some(key) = self.search_keys.get(region) else { continue };
-            let digest = blind_digest(key, kind, &canonical);
-            for subject in vault.store.find_blind_index(kind, &digest, SEARCH_MATCHES_MAX - found.len().min(SEARCH_MATCHES_MAX)).await? {
-                found.push((region.clone(), subject, digest));
-            }
+        for (region, digest) in digests {
+            let left = SEARCH_MATCHES_MAX - found.len();
+            found.extend(self.region(region)?.store.find_blind_index(kind, digest, left).await?);
             if found.len() >= SEARCH_MATCHES_MAX {
                 break;
             }
         }
         Ok(found)
-    }
-
-    /// The blind-index digest `value` would have in `region` (for logging a search that
-    /// matched nothing), or `None` without a search key there.
-    pub fn query_digest(&self, region: &RegionId, kind: FieldKind, value: &str) -> Option<[u8; 32]> {
-        let key = self.search_keys.get(region)?;
-        let canonical = FieldValue::parse(kind, value).ok()?.to_canonical();
-        Some(blind_digest(key, kind, &canonical))
     }
 
     /// The access log of a served region.
