@@ -364,7 +364,8 @@ async fn show_leak_hunt(gate: &service::Gate) -> anyhow::Result<()> {
     let scenario = crate::scenario::parse_text(path, LEAK_HUNT).map_err(|error| anyhow::anyhow!("{error}"))?;
     let described = crate::scenario::describe_accesses(&scenario);
     let mut printed = Vec::new();
-    let replayed = crate::scenario::replay_into(gate, None, &scenario, &mut |line| printed.push(line.clone())).await;
+    let mut detection = service::Detection::new(&detect::DetectionConfig::default());
+    let replayed = crate::scenario::replay_into(gate, None, &scenario, &mut detection, &mut |line| printed.push(line.clone())).await;
     if let Err(crate::scenario::Failure::Input(error)) = replayed {
         bail!("the shipped scenario did not replay: {error}");
     }
@@ -402,10 +403,19 @@ async fn show_leak_hunt(gate: &service::Gate) -> anyhow::Result<()> {
                     line["reason"].as_str().or_else(|| line["status"].as_str()).unwrap_or_default()
                 );
             }
+            Some("alert") if line["severity"].as_str().is_some_and(|severity| !matches!(severity, "info" | "low")) => {
+                println!(
+                    "      FLAGGED {} ({}): {}",
+                    line["severity"].as_str().unwrap_or_default().to_uppercase(),
+                    line["rule"].as_str().unwrap_or_default(),
+                    line["summary"].as_str().unwrap_or_default()
+                );
+            }
             _ => {}
         }
     }
-    println!("  every decision above, granted or refused, is an entry in the us log, written before any value was decrypted");
+    println!("  every decision above, granted or refused, is an entry in the us log, written before any value was decrypted;");
+    println!("  the detector read each entry from the log as it was written and flagged what no case explains");
     Ok(())
 }
 

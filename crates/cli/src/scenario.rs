@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use model::RegionId;
 use serde::Deserialize;
 use serde_json::json;
+use detect::{Alert, DetectionConfig, Severity};
 use service::{
-    AccessAnswer, AccessInput, ApprovalInput, Caller, CallerKind, Clock as _, CaseInput, CaseUpdate, Gate, GeoConfig, HrInput,
+    AccessAnswer, Detection, AccessInput, ApprovalInput, Caller, CallerKind, Clock as _, CaseInput, CaseUpdate, Gate, GeoConfig, HrInput,
     InitOptions, KeysConfig, ManualClock, ServiceError, StaffInput, StorageConfig, SubjectInput,
 };
 
@@ -236,20 +237,24 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// What a replay decided: every access id, and the latest decision of each.
+/// What a replay decided: every access id, the latest decision of each, and the alerts
+/// raised by severity.
 #[derive(Default)]
 pub struct Tally {
     accesses: BTreeSet<String>,
     latest: HashMap<String, String>,
+    alerts: BTreeMap<Severity, u64>,
 }
 
 /// Runs every line of `scenario` through `gate`, handing each output line (decisions,
-/// approval outcomes) to `on`. With a `clock`, each line's `at` moves it; without one (the
-/// demo, on the wall clock) `at` is ignored.
+/// approval outcomes, and the alerts `detection` raises on the entries each line logged) to
+/// `on`. With a `clock`, each line's `at` moves it; without one (the demo, on the wall
+/// clock) `at` is ignored.
 pub async fn replay_into(
     gate: &Gate,
     clock: Option<&ManualClock>,
     scenario: &Scenario,
+    detection: &mut Detection,
     on: &mut dyn FnMut(&serde_json::Value),
 ) -> Result<Tally, Failure> {
     let mut tally = Tally::default();
@@ -319,8 +324,38 @@ pub async fn replay_into(
                 }
             }
         }
+        if matches!(line, Line::Access(_) | Line::Approve(_)) {
+            for alert in detection.catch_up(gate).await.context("running the detector")? {
+                *tally.alerts.entry(alert.severity).or_default() += 1;
+                on(&alert_line(&alert));
+            }
+        }
     }
     Ok(tally)
+}
+
+/// The alert line of the contract: `accesses` are the access ids of the evidence, in order.
+/// Extra members: the alert's `id` and its evidence as log positions.
+pub fn alert_line(alert: &Alert) -> serde_json::Value {
+    let mut accesses: Vec<&str> = Vec::new();
+    for evidence in &alert.evidence {
+        if !evidence.request.is_empty() && !accesses.contains(&evidence.request.as_str()) {
+            accesses.push(&evidence.request);
+        }
+    }
+    let at = DateTime::<Utc>::from_timestamp_millis(alert.at_ms);
+    json!({
+        "kind": "alert",
+        "at": at,
+        "rule": alert.rule,
+        "severity": alert.severity,
+        "actor": alert.actor,
+        "subjects": alert.subjects,
+        "accesses": accesses,
+        "summary": alert.summary,
+        "id": alert.id,
+        "evidence": alert.evidence.iter().map(|evidence| json!({"region": evidence.region, "index": evidence.index})).collect::<Vec<_>>(),
+    })
 }
 
 async fn replay(scenario: &Scenario, geo: Option<&Path>, out: &mut impl std::io::Write) -> Result<(), Failure> {
@@ -342,7 +377,8 @@ async fn replay(scenario: &Scenario, geo: Option<&Path>, out: &mut impl std::io:
     let clock = Arc::new(ManualClock::new(start));
     let (_config, gate) = service::open_gate(&data, clock.clone()).await.context("opening the replay deployment")?;
     let mut emitted: Result<(), Failure> = Ok(());
-    let tally = replay_into(&gate, Some(&clock), scenario, &mut |line| {
+    let mut detection = Detection::new(&DetectionConfig::default());
+    let tally = replay_into(&gate, Some(&clock), scenario, &mut detection, &mut |line| {
         if emitted.is_ok() {
             emitted = emit(out, line);
         }
@@ -359,7 +395,7 @@ async fn replay(scenario: &Scenario, geo: Option<&Path>, out: &mut impl std::io:
             "allowed": count("allow"),
             "denied": count("deny"),
             "pending": count("pending"),
-            "alerts": {"info": 0, "low": 0, "medium": 0, "high": 0, "critical": 0},
+            "alerts": Severity::ALL.iter().map(|severity| (severity.as_str(), tally.alerts.get(severity).copied().unwrap_or(0))).collect::<BTreeMap<_, _>>(),
             "log_size": log_size,
             "log_verified": log_verified,
         }),

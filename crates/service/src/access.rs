@@ -19,7 +19,7 @@ use policy::{AccessQuery, Action, ActorKind, ApprovalKind, Approvals, CaseFacts,
 use serde::{Deserialize, Serialize};
 use store::{AccessRequestRecord, ApprovalRecord, CaseRecord, DirectoryStore, RequestStatus, StaffRecord};
 
-use crate::decision_entry::{
+use model::decision_entry::{
     AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, QuerySnapshot, SubjectSnapshot,
     encode,
 };

@@ -8,7 +8,7 @@
 
 mod access;
 mod clock;
-mod decision_entry;
+mod detection;
 mod directory;
 mod deployment;
 mod error;
@@ -26,9 +26,10 @@ pub use access::{
     JUSTIFICATION_BYTES_MAX, PendingView, Receipt, SubjectAnswer,
 };
 pub use directory::{CaseInput, CaseUpdate, CaseView, HrInput, LegalProcessInput, ShiftInput, StaffInput};
-pub use decision_entry::{
+pub use model::decision_entry::{
     AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, QuerySnapshot, SubjectSnapshot, kind_of,
 };
+pub use detection::{Cursors, DETECTION_READ_ENTRIES_MAX, Detection, Step};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
     AccessConfig, APPROVAL_TTL_SECONDS_MAX, CONFIG_FILE_NAME, DEV_AUDIENCE, DEV_ISSUER_DIR_NAME, DEV_ISSUER_NAME, Config, DIRECTORY_SCHEMA_DEFAULT, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig, WitnessConfig,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::RegionId;
-use sequencer::{Checkpointer, SALT_BYTES, Sequencer, StoredHashError, StoredHashes, salted_entry};
+use sequencer::{Checkpointer, SALT_BYTES, Sequencer, StoredHashError, StoredHashes, parse_salted_entry, salted_entry};
 use store::LogStore;
 use tlog::{
     EntryBundleId, Hash, LeafIndex, Subtree, TileId, TreeSize, encode_bundle, subtrees_for_consistency_proof,
@@ -168,6 +168,30 @@ impl RegionLog {
         let entry = salted_entry(canonical, salt).map_err(|error| ServiceError::LogEntryRejected(error.to_string()))?;
         let receipt = self.sequencer.append(entry.clone()).await.map_err(|error| ServiceError::Log(error.to_string()))?;
         Ok(LogReceipt { origin: self.origin().to_owned(), index: receipt.index, leaf_hash: receipt.leaf_hash, entry })
+    }
+
+    /// How many entries are durable in the log (sequenced, whether or not a checkpoint covers
+    /// them yet).
+    pub async fn size(&self) -> Result<u64, ServiceError> {
+        Ok(self.store.log_state().await?.size.0)
+    }
+
+    /// The canonical decision bytes of entries `start..end` (salts removed), in index order.
+    /// `end` beyond [`RegionLog::size`] is an error naming the range.
+    pub async fn canonical_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ServiceError> {
+        let entries = self.store.log_entries(start, end).await?;
+        if entries.len() as u64 != end.saturating_sub(start) {
+            return Err(ServiceError::Log(format!("entries {start}..{end} of region {} are not all stored", self.region)));
+        }
+        entries
+            .iter()
+            .enumerate()
+            .map(|(offset, entry)| {
+                parse_salted_entry(entry)
+                    .map(|(_salt, canonical)| canonical.to_vec())
+                    .map_err(|error| ServiceError::Log(format!("entry {} of region {}: {error}", start + offset as u64, self.region)))
+            })
+            .collect()
     }
 
     /// Signs the current tree now and returns the note text.
