@@ -57,7 +57,7 @@ fn no_stubs_and_no_disabled_tests() {
 /// The workspace crates a crate's `[dependencies]` names (dev-dependencies may go anywhere).
 fn workspace_dependencies(krate: &str) -> Vec<String> {
     let manifest = std::fs::read_to_string(workspace().join("crates").join(krate).join("Cargo.toml")).unwrap();
-    let ours = ["model", "seal", "store", "service", "server", "cli", "tlog", "audit", "sequencer", "auth", "policy"];
+    let ours = ["model", "seal", "store", "service", "server", "cli", "tlog", "audit", "sequencer", "auth", "policy", "detect", "traffic"];
     let mut in_dependencies = false;
     let mut found = Vec::new();
     for line in manifest.lines() {
@@ -76,8 +76,9 @@ fn workspace_dependencies(krate: &str) -> Vec<String> {
 
 #[test]
 fn dependencies_point_toward_the_pure_crates() {
-    let allowed: [(&str, &[&str]); 11] = [
+    let allowed: [(&str, &[&str]); 12] = [
         ("model", &[]),
+        ("detect", &["model"]),
         ("tlog", &[]),
         ("auth", &[]),
         ("policy", &["model"]),
@@ -85,9 +86,9 @@ fn dependencies_point_toward_the_pure_crates() {
         ("seal", &["model"]),
         ("store", &["model", "tlog"]),
         ("sequencer", &["store", "tlog"]),
-        ("service", &["model", "seal", "store", "tlog", "sequencer", "policy", "auth"]),
+        ("service", &["model", "seal", "store", "tlog", "sequencer", "policy", "auth", "detect"]),
         ("server", &["model", "service", "store", "tlog", "auth"]),
-        ("cli", &["model", "seal", "store", "service", "server", "tlog", "audit", "sequencer", "auth", "policy"]),
+        ("cli", &["model", "seal", "store", "service", "server", "tlog", "audit", "sequencer", "auth", "policy", "detect", "traffic"]),
     ];
     for (krate, allowed) in allowed {
         for dependency in workspace_dependencies(krate) {
@@ -100,7 +101,7 @@ fn dependencies_point_toward_the_pure_crates() {
 fn pure_crates_do_no_io_and_read_no_clock() {
     let banned = ["std::fs", "TcpStream", "TcpListener", "UdpSocket", "std::process", "SystemTime::now", "Instant::now", "Utc::now", "Local::now", "rand::", "tokio"];
     let mut found = Vec::new();
-    for krate in ["model", "tlog"] {
+    for krate in ["model", "tlog", "detect"] {
         let mut files = Vec::new();
         rust_files(&workspace().join("crates").join(krate).join("src"), &mut files);
         assert!(!files.is_empty());

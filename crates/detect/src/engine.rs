@@ -122,6 +122,7 @@ impl Detector {
         let at_ms = match entry {
             Entry::Access(access) => access.at_ms,
             Entry::Approval(approval) => approval.at_ms,
+            Entry::AlertAction(action) => action.at_ms,
             Entry::Other { .. } => self.now_ms,
         };
         // Entries of one region are in log order, which concurrent requests may leave a few
@@ -147,6 +148,7 @@ impl Detector {
                     };
                     rule.on_approval(&approval, &mut self.findings);
                 }
+                (Entry::AlertAction(action), _) => rule.on_alert_action(action, &mut self.findings),
                 _ => {}
             }
             let name = rule.name();

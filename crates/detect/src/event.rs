@@ -2,7 +2,7 @@
 //! derived from it once (what explains it, what it revealed, who the target is) so that
 //! every rule reads the same answers.
 
-use model::decision_entry::{AccessEntry, ApprovalEntry, kind_of};
+use model::decision_entry::{AccessEntry, AlertActionEntry, ApprovalEntry, kind_of};
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{CaseFacts, Facts, StaffFacts};
@@ -20,6 +20,7 @@ pub struct Evidence {
 pub enum Entry {
     Access(Box<AccessEntry>),
     Approval(Box<ApprovalEntry>),
+    AlertAction(Box<AlertActionEntry>),
     /// An entry of a kind this build has no rules for (kept so the cursor still moves).
     Other { kind: String },
 }
@@ -41,7 +42,33 @@ pub fn decode(region: &str, index: u64, canonical: &[u8]) -> Result<Entry, Decod
     Ok(match kind.as_str() {
         "access" => Entry::Access(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
         "approval" => Entry::Approval(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
+        "alert_action" => Entry::AlertAction(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
         _ => Entry::Other { kind },
+    })
+}
+
+/// Most threads [`decode_batch`] uses.
+pub const DECODE_THREADS_MAX: usize = 8;
+
+/// Decodes many entries, in order, spreading the work over up to `threads` threads: decoding
+/// costs more than observing, and entries decode independently of each other.
+pub fn decode_batch(region: &str, first_index: u64, canonical: &[Vec<u8>], threads: usize) -> Vec<Result<Entry, DecodeError>> {
+    let threads = threads.clamp(1, DECODE_THREADS_MAX);
+    if threads == 1 || canonical.len() < 256 {
+        return canonical.iter().enumerate().map(|(offset, bytes)| decode(region, first_index + offset as u64, bytes)).collect();
+    }
+    let chunk = canonical.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = canonical
+            .chunks(chunk)
+            .enumerate()
+            .map(|(number, part)| {
+                let start = first_index + (number * chunk) as u64;
+                scope.spawn(move || part.iter().enumerate().map(|(offset, bytes)| decode(region, start + offset as u64, bytes)).collect::<Vec<_>>())
+            })
+            .collect();
+        // INVARIANT: decoding does not panic on any input (errors are values).
+        workers.into_iter().flat_map(|worker| worker.join().expect("decoder thread")).collect()
     })
 }
 

@@ -14,6 +14,6 @@ pub mod rules;
 
 pub use config::{COOLDOWN_SECONDS_DEFAULT, DetectionConfig};
 pub use engine::{ALERT_EVIDENCE_MAX, ALERT_SUBJECTS_MAX, Alert, Detector, Finding, StateError};
-pub use event::{Access, Approval, DecodeError, Entry, Evidence, Explanation, PROTECTED_LABELS, decode};
+pub use event::{Access, Approval, DecodeError, Entry, Evidence, Explanation, DECODE_THREADS_MAX, PROTECTED_LABELS, decode, decode_batch};
 pub use facts::{CaseFacts, FactTable, Facts, HrEventKind, HrFactFacts, ShiftFacts, StaffFacts};
 pub use model::Severity;

@@ -133,6 +133,30 @@ pub struct ApprovalEntry {
     pub reasons: Vec<String>,
 }
 
+/// What a person did with an alert (acknowledged it, resolved it with a note), logged before
+/// it takes effect: reviewing abuse is itself reviewable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertActionEntry {
+    pub v: u32,
+    /// Always `alert_action`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub alert: String,
+    pub rule: String,
+    /// The staff member the alert is about.
+    pub alert_actor: String,
+    /// The access requests the alert's evidence recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<String>,
+    pub at_ms: i64,
+    pub by: ActorSnapshot,
+    /// `acknowledge` or `resolve`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
 /// Encodes an entry canonically.
 pub fn encode<T: Serialize>(entry: &T) -> Vec<u8> {
     // INVARIANT: the entry types hold only strings, integers, booleans and sequences of them,

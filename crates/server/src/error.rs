@@ -38,6 +38,8 @@ pub enum ErrorCode {
     ApprovalExpired,
     /// The approver may not approve this request (self-approval, no approver role).
     ApprovalRefused,
+    /// The alert's status does not allow the action (acknowledging a resolved alert).
+    InvalidTransition,
     Internal,
 }
 
@@ -128,6 +130,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::ApprovalRefused { .. } => ApiError::new(StatusCode::FORBIDDEN, ErrorCode::ApprovalRefused, error.to_string()),
             ServiceError::AlreadyDecided { .. } => ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyDecided, error.to_string()),
             ServiceError::ApprovalExpired { .. } => ApiError::new(StatusCode::GONE, ErrorCode::ApprovalExpired, error.to_string()),
+            ServiceError::InvalidAlertTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidTransition, error.to_string())
+            }
             ServiceError::Internal(_) => {
                 tracing::error!(%error, "internal failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error")

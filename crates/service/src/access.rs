@@ -80,7 +80,7 @@ impl Caller {
         self
     }
 
-    fn snapshot(&self, from_country: &str) -> ActorSnapshot {
+    pub(crate) fn snapshot(&self, from_country: &str) -> ActorSnapshot {
         ActorSnapshot {
             id: self.id.clone(),
             kind: match self.kind {
@@ -284,6 +284,8 @@ impl Default for AccessSettings {
 pub struct Gate {
     vault: Arc<Vault>,
     directory: Arc<dyn DirectoryStore>,
+    /// Where alerts and the detector's checkpoint are kept: the directory's database.
+    alerts: Option<Arc<dyn store::AlertStore>>,
     engine: Arc<PolicyEngine>,
     settings: AccessSettings,
 }
@@ -325,7 +327,18 @@ struct FieldOutcome {
 
 impl Gate {
     pub fn new(vault: Arc<Vault>, directory: Arc<dyn DirectoryStore>, engine: Arc<PolicyEngine>, settings: AccessSettings) -> Gate {
-        Gate { vault, directory, engine, settings }
+        Gate { vault, directory, alerts: None, engine, settings }
+    }
+
+    /// Keeps alerts in `alerts` (the directory's own database in a deployment).
+    pub fn with_alerts(mut self, alerts: Arc<dyn store::AlertStore>) -> Gate {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    /// The alert store, when this gate has one.
+    pub fn alerts(&self) -> Option<&Arc<dyn store::AlertStore>> {
+        self.alerts.as_ref()
     }
 
     pub fn vault(&self) -> &Arc<Vault> {

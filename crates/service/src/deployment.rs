@@ -85,6 +85,13 @@ pub struct Config {
     /// the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<auth::IdentityConfig>,
+    /// Detector thresholds, windows and severities per rule (`[detection]`,
+    /// `[detection.<rule>]`); every rule with its defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<detect::DetectionConfig>,
+    /// Where new alerts are posted (`[alert_webhook]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<crate::alert_desk::WebhookConfig>,
 }
 
 impl Config {
@@ -302,6 +309,8 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
         policies: None,
         access: None,
         identity,
+        detection: None,
+        alert_webhook: None,
     };
     let text = toml::to_string_pretty(&config)
         .map_err(|error| DeploymentError::Config { path: config_path.clone(), message: error.to_string() })?;
@@ -434,10 +443,15 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
 pub async fn open_gate(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Config, Gate), DeploymentError> {
     let (config, vault) = open_deployment(dir, clock).await?;
     let directory_failed = |error: store::StoreError| DeploymentError::Directory { message: error.to_string() };
-    let directory: Arc<dyn DirectoryStore> = match &config.storage {
-        StorageConfig::Sqlite => Arc::new(SqliteDirectory::open(dir).map_err(directory_failed)?),
+    // One database holds the directory and the alerts.
+    let (directory, alerts): (Arc<dyn DirectoryStore>, Arc<dyn store::AlertStore>) = match &config.storage {
+        StorageConfig::Sqlite => {
+            let directory = Arc::new(SqliteDirectory::open(dir).map_err(directory_failed)?);
+            (directory.clone(), directory)
+        }
         StorageConfig::Postgres { url } => {
-            Arc::new(PostgresDirectory::connect(url, DIRECTORY_SCHEMA_DEFAULT).await.map_err(directory_failed)?)
+            let directory = Arc::new(PostgresDirectory::connect(url, DIRECTORY_SCHEMA_DEFAULT).await.map_err(directory_failed)?);
+            (directory.clone(), directory)
         }
     };
     let engine = match &config.policies {
@@ -449,7 +463,7 @@ pub async fn open_gate(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Config, Gat
             .map_err(|error| DeploymentError::Policy { path: PathBuf::from("<default policies>"), message: error.to_string() })?,
     };
     let settings = config.access.clone().unwrap_or_default().settings();
-    let gate = Gate::new(Arc::new(vault), directory, Arc::new(engine), settings);
+    let gate = Gate::new(Arc::new(vault), directory, Arc::new(engine), settings).with_alerts(alerts);
     Ok((config, gate))
 }
 

@@ -78,6 +78,7 @@ impl Detection {
                 let at_ms = match &entry {
                     Entry::Access(access) => access.at_ms,
                     Entry::Approval(approval) => approval.at_ms,
+                    Entry::AlertAction(action) => action.at_ms,
                     Entry::Other { .. } => i64::MIN,
                 };
                 batch.push((at_ms, region.to_string(), index, entry));

@@ -66,6 +66,9 @@ pub enum ServiceError {
     AlreadyDecided { request: String, status: String },
     #[error("access request {request} expired at {expired_at}")]
     ApprovalExpired { request: String, expired_at: chrono::DateTime<chrono::Utc> },
+    /// The alert's status does not allow the action (acknowledging a resolved alert).
+    #[error("cannot {action} alert {alert}: it is {status}")]
+    InvalidAlertTransition { alert: String, status: String, action: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -80,6 +83,11 @@ impl From<store::StoreError> for ServiceError {
             store::StoreError::AlreadyDecided { id, status } => {
                 ServiceError::AlreadyDecided { request: id, status: status.as_str().to_owned() }
             }
+            store::StoreError::InvalidAlertTransition { id, status, action } => ServiceError::InvalidAlertTransition {
+                alert: id,
+                status: status.as_str().to_owned(),
+                action: action.as_str().to_owned(),
+            },
             error @ (store::StoreError::InvalidRecord { what, .. } | store::StoreError::LimitExceeded { what, .. }) => {
                 ServiceError::InvalidRequest { field: what.to_owned(), message: error.to_string() }
             }

@@ -123,7 +123,8 @@ impl TestVault {
     pub fn gate(&self, settings: crate::AccessSettings) -> Arc<crate::Gate> {
         let directory = Arc::new(store::SqliteDirectory::open(self.root.path()).unwrap());
         let engine = Arc::new(policy::PolicyEngine::default_set().unwrap());
-        Arc::new(crate::Gate::new(Arc::clone(&self.vault), directory, engine, settings))
+        let alerts: Arc<dyn store::AlertStore> = directory.clone();
+        Arc::new(crate::Gate::new(Arc::clone(&self.vault), directory, engine, settings).with_alerts(alerts))
     }
 
     /// The test clock (every test vault runs on a [`ManualClock`]).

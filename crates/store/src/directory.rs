@@ -1,9 +1,9 @@
 //! The deployment-wide directory: facts about staff (roles, team, entity, shift, HR events,
-//! on-call periods), the cases that explain access, and access requests waiting for a second
-//! person's approval. One per deployment, not per region: SQLite `<data>/directory.db`
-//! ([`crate::SqliteDirectory`]) or one PostgreSQL schema, by default
-//! [`POSTGRES_DIRECTORY_SCHEMA_DEFAULT`] ([`crate::PostgresDirectory`]). Both backends pass
-//! [`crate::directory_conformance`].
+//! on-call periods), the cases that explain access, access requests waiting for a second
+//! person's approval, and the detector's alerts ([`crate::alerts`]). One per deployment, not
+//! per region: SQLite `<data>/directory.db` ([`crate::SqliteDirectory`]) or one PostgreSQL
+//! schema, by default [`POSTGRES_DIRECTORY_SCHEMA_DEFAULT`] ([`crate::PostgresDirectory`]).
+//! Both backends pass [`crate::directory_conformance`] and [`crate::alert_conformance`].
 //!
 //! Every record is checked here, in one place, before either backend writes: ids, formats
 //! (country codes, `HH:MM` shift times, SHA-256 digests) and the limits below. A rejected
@@ -25,11 +25,29 @@
 //!       created_at_ms, updated_at_ms)
 //! access_requests(id PK, actor, created_at_ms, expires_at_ms, status, needs JSON array,
 //!       request JSON (opaque), approvals JSON array of ApprovalRecord)
+//!
+//! -- version 2: the detector's alerts (see [`crate::alerts`])
+//! alerts(id PK 32 hex, rule, severity, actor, subjects JSON array, evidence JSON array of
+//!       {"region","index","request"}, summary, at_ms, raised_at_ms, status, updated_at_ms)
+//!     severity: Severity::as_str(); status: AlertStatus::as_str()
+//!     indexes (at_ms, id), (status, at_ms, id), (rule, at_ms, id), (actor, at_ms, id):
+//!     each listing filter walks an index newest first
+//! alert_subjects(subject, alert_id FK alerts, PK (subject, alert_id))
+//!     one row per distinct subject of an alert: the subject filter's index
+//! alert_notes(seq PK, alert_id FK alerts, at_ms, noted_by, action, note)
+//!     index (alert_id, seq); action: AlertAction::as_str(); at most two per alert
+//!     (acknowledge, resolve)
+//! alert_deliveries(alert_id PK FK alerts, state, attempts, next_at_ms, last_error NULL,
+//!       delivered_at_ms NULL)
+//!     state: pending, delivered or given_up; partial index (next_at_ms, alert_id)
+//!     WHERE state = 'pending' for the due queue
+//! detector_checkpoints(name PK, cursors JSON {region: next index}, state bytes, saved_at_ms)
 //! ```
 //!
 //! Lists are JSON text columns: they are always read and written whole with their record,
-//! and nothing queries inside them yet. `seq` orders facts and periods that share a time in
-//! the order they were added.
+//! and nothing queries inside them (an alert's subjects are also in `alert_subjects`, which
+//! is what the subject filter reads). `seq` orders facts, periods and notes that share a
+//! time in the order they were added. Alerts are never deleted.
 
 use std::fmt;
 use std::str::FromStr;
@@ -42,7 +60,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The directory schema version this build writes and understands.
-pub const DIRECTORY_SCHEMA_VERSION: i64 = 1;
+pub const DIRECTORY_SCHEMA_VERSION: i64 = 2;
 /// The SQLite directory's file name in the data directory.
 pub const DIRECTORY_FILE_NAME: &str = "directory.db";
 /// The PostgreSQL schema of the directory unless configured otherwise. A region named
@@ -651,18 +669,18 @@ pub(crate) fn request_not_found(id: &str) -> StoreError {
     }
 }
 
-/// Checks on one record, whose kind and id every error names.
-struct Checker<'a> {
+/// Checks on one record, whose kind and id every error names. Shared with [`crate::alerts`].
+pub(crate) struct Checker<'a> {
     what: &'static str,
     id: &'a str,
 }
 
 impl<'a> Checker<'a> {
-    fn new(what: &'static str, id: &'a str) -> Self {
+    pub(crate) fn new(what: &'static str, id: &'a str) -> Self {
         Checker { what, id }
     }
 
-    fn invalid(&self, reason: impl Into<String>) -> StoreError {
+    pub(crate) fn invalid(&self, reason: impl Into<String>) -> StoreError {
         StoreError::InvalidRecord {
             what: self.what,
             id: self.id.to_owned(),
@@ -670,7 +688,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn count(&self, limit: &'static str, count: usize, max: usize) -> Result<(), StoreError> {
+    pub(crate) fn count(
+        &self,
+        limit: &'static str,
+        count: usize,
+        max: usize,
+    ) -> Result<(), StoreError> {
         if count > max {
             return Err(StoreError::LimitExceeded {
                 what: self.what,
@@ -683,12 +706,17 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn bytes(&self, limit: &'static str, bytes: usize, max: usize) -> Result<(), StoreError> {
+    pub(crate) fn bytes(
+        &self,
+        limit: &'static str,
+        bytes: usize,
+        max: usize,
+    ) -> Result<(), StoreError> {
         self.count(limit, bytes, max)
     }
 
     /// Non-empty and at most [`DIRECTORY_TEXT_BYTES_MAX`].
-    fn text(&self, name: &str, text: &str) -> Result<(), StoreError> {
+    pub(crate) fn text(&self, name: &str, text: &str) -> Result<(), StoreError> {
         if text.is_empty() {
             return Err(self.invalid(format!("empty {name}")));
         }
@@ -759,12 +787,12 @@ fn staff_id(text: &str) -> Result<StaffId, StoreError> {
     StaffId::new(text).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
-fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     // INVARIANT: every type stored as JSON is plain data (strings, numbers, booleans, lists
     // and maps with string keys), which serde_json always serializes.
     serde_json::to_string(value).expect("directory records serialize to JSON")
 }
 
-fn from_json<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+pub(crate) fn from_json<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{column}: {error}")))
 }

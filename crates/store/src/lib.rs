@@ -44,7 +44,8 @@
 //!
 //!
 //! The deployment-wide [`directory`] (staff, HR facts, on-call periods, cases, access
-//! requests) is a separate database with its own schema version
+//! requests, and the detector's [`alerts`] with their deliveries and checkpoint) is a
+//! separate database with its own schema version
 //! ([`DIRECTORY_SCHEMA_VERSION`]): `<data dir>/directory.db` in SQLite ([`SqliteDirectory`],
 //! same connection settings), one schema (default `custos_directory`) in PostgreSQL
 //! ([`PostgresDirectory`]). Its tables are documented in [`directory`].
@@ -63,6 +64,8 @@
 //!   maximum (counted in [`WriteOutcome::values_merged`]).
 //! - An erased subject stays erased: no write, no new data key.
 
+pub mod alert_conformance;
+pub mod alerts;
 pub mod conformance;
 pub mod directory;
 pub mod directory_conformance;
@@ -79,6 +82,13 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use model::{FieldKind, Label, RegionId, StaffId, SubjectId};
 
+pub use alerts::{
+    ALERT_EVIDENCE_MAX, ALERT_NOTE_BY_BYTES_MAX, ALERT_NOTE_BYTES_MAX, ALERT_RULE_BYTES_MAX,
+    ALERT_SUBJECTS_MAX, ALERT_SUMMARY_BYTES_MAX, ALERTS_PAGE_MAX, ALERTS_PER_INSERT_MAX,
+    AlertAction, AlertFilter, AlertNote, AlertRecord, AlertStatus, AlertStore,
+    DELIVERIES_DUE_MAX, DELIVERY_ERROR_BYTES_MAX, DETECTOR_CURSORS_MAX, DETECTOR_NAME_BYTES_MAX,
+    DETECTOR_STATE_BYTES_MAX, Delivery, DetectorCheckpoint, EvidenceRef, Severity,
+};
 pub use directory::{
     APPROVAL_NOTE_BYTES_MAX, AccessRequestRecord, ApprovalRecord, CASE_ASSIGNEES_MAX,
     CASE_DESTINATIONS_MAX, CASE_PURPOSE_BYTES_MAX, CASE_SUBJECTS_MAX, CaseRecord,
@@ -259,6 +269,12 @@ pub enum StoreError {
         what: &'static str,
         id: String,
         reason: String,
+    },
+    #[error("cannot {action} alert {id}: it is {status}")]
+    InvalidAlertTransition {
+        id: String,
+        status: AlertStatus,
+        action: AlertAction,
     },
 }
 

@@ -1,13 +1,14 @@
-//! The PostgreSQL directory: the directory conformance suite on a fresh schema per test
-//! (dropped at the end, also on failure), reconnecting, the schema version guard and schema
-//! name checks. Skips with a `SKIP postgres tests: …` line when the server is unreachable,
-//! unless `CUSTOS_REQUIRE_POSTGRES=1`.
+//! The PostgreSQL directory: the directory and alert conformance suites on a fresh schema per
+//! test (dropped at the end, also on failure), reconnecting, the schema version guard and
+//! schema name checks. (The upgrade from schema version 1 is tested beside the migrations, in
+//! `directory_postgres.rs`.) Skips with a `SKIP postgres tests: …` line when the server is
+//! unreachable, unless `CUSTOS_REQUIRE_POSTGRES=1`.
 
 use model::StaffId;
 use store::testing::{self, SchemaGuard};
 use store::{
     DIRECTORY_SCHEMA_VERSION, DirectoryStore, PostgresDirectory, StaffRecord, StoreError,
-    directory_conformance,
+    alert_conformance, directory_conformance,
 };
 
 #[tokio::test]
@@ -17,7 +18,9 @@ async fn conformance_suite_passes_twice_on_one_schema() {
     };
     let (directory, _guard) = testing::postgres_test_directory(&url).await;
     directory_conformance::run_all(&directory, "postgres").await;
+    alert_conformance::run_all(&directory, "postgres").await;
     directory_conformance::run_all(&directory, "postgres").await;
+    alert_conformance::run_all(&directory, "postgres").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,6 +30,7 @@ async fn conformance_suite_passes_on_a_multi_thread_runtime() {
     };
     let (directory, _guard) = testing::postgres_test_directory(&url).await;
     directory_conformance::run_all(&directory, "postgres").await;
+    alert_conformance::run_all(&directory, "postgres").await;
 }
 
 #[tokio::test]

@@ -1,12 +1,17 @@
-//! The SQLite directory: the directory conformance suite on a temporary directory, plus what
-//! only a file database has — reopening keeps every record, the schema version guard, and the
-//! connection settings shared with the region databases.
+//! The SQLite directory: the directory and alert conformance suites on a temporary
+//! directory, plus what only a file database has — reopening keeps every record, the schema
+//! version guard, and the connection settings shared with the region databases. (The upgrade
+//! from schema version 1 is tested beside the migrations, in `directory_sqlite.rs`.)
 
 use model::StaffId;
+use std::collections::BTreeMap;
+
 use store::{
-    AccessRequestRecord, ApprovalRecord, CaseRecord, DIRECTORY_SCHEMA_VERSION, DirectoryStore,
-    HrEvent, HrFact, LegalProcess, OnCall, RequestStatus, Shift, SqliteDirectory, SqlitePragmas,
-    StaffRecord, StoreError, directory_conformance,
+    AccessRequestRecord, AlertAction, AlertNote, AlertRecord, AlertStatus, AlertStore,
+    ApprovalRecord, CaseRecord, DIRECTORY_SCHEMA_VERSION, Delivery, DetectorCheckpoint,
+    DirectoryStore, EvidenceRef, HrEvent, HrFact, LegalProcess, OnCall, RequestStatus, Severity,
+    Shift, SqliteDirectory, SqlitePragmas, StaffRecord, StoreError, alert_conformance,
+    directory_conformance,
 };
 
 fn staff_id(name: &str) -> StaffId {
@@ -18,7 +23,9 @@ async fn conformance_suite_passes_twice_on_one_directory() {
     let dir = tempfile::tempdir().unwrap();
     let directory = SqliteDirectory::open(dir.path()).unwrap();
     directory_conformance::run_all(&directory, "sqlite").await;
+    alert_conformance::run_all(&directory, "sqlite").await;
     directory_conformance::run_all(&directory, "sqlite").await;
+    alert_conformance::run_all(&directory, "sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +33,7 @@ async fn conformance_suite_passes_on_a_multi_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let directory = SqliteDirectory::open(dir.path()).unwrap();
     directory_conformance::run_all(&directory, "sqlite").await;
+    alert_conformance::run_all(&directory, "sqlite").await;
 }
 
 #[tokio::test]
@@ -93,17 +101,59 @@ async fn reopening_keeps_every_record() {
         at_ms: 3,
         satisfies: vec!["independent".to_owned()],
     };
-    let decided = {
+    let alert = AlertRecord {
+        id: "0123456789abcdef0123456789abcdef".to_owned(),
+        rule: "colleague_lookup".to_owned(),
+        severity: Severity::High,
+        actor: "alice".to_owned(),
+        subjects: vec!["user-1".to_owned()],
+        evidence: vec![EvidenceRef {
+            region: "eu".to_owned(),
+            index: 7,
+            request: "request-1".to_owned(),
+        }],
+        summary: "alice read a colleague's record".to_owned(),
+        at_ms: 10,
+        raised_at_ms: 11,
+        status: AlertStatus::Open,
+        updated_at_ms: 11,
+    };
+    let acknowledged = AlertNote {
+        at_ms: 12,
+        by: "bob".to_owned(),
+        action: AlertAction::Acknowledge,
+        note: "looking".to_owned(),
+    };
+    let checkpoint = DetectorCheckpoint {
+        name: "detector".to_owned(),
+        cursors: BTreeMap::from([("eu".to_owned(), 8)]),
+        state: vec![1, 2, 3],
+        saved_at_ms: 13,
+    };
+    let (decided, acknowledged_alert) = {
         let directory = SqliteDirectory::open(&nested).unwrap();
+        directory
+            .insert_alerts(std::slice::from_ref(&alert), true, 20)
+            .await
+            .unwrap();
+        let acknowledged_alert = directory
+            .update_alert(&alert.id, &acknowledged)
+            .await
+            .unwrap();
+        directory
+            .save_detector_checkpoint(&checkpoint)
+            .await
+            .unwrap();
         directory.upsert_staff(&staff).await.unwrap();
         directory.add_hr_fact(&fact).await.unwrap();
         directory.add_on_call(&period).await.unwrap();
         directory.create_case(&case).await.unwrap();
         directory.create_access_request(&request).await.unwrap();
-        directory
+        let decided = directory
             .record_approval(&request.id, &approval, RequestStatus::Approved, &[])
             .await
-            .unwrap()
+            .unwrap();
+        (decided, acknowledged_alert)
     };
     let directory = SqliteDirectory::open(&nested).unwrap();
     assert_eq!(directory.path(), nested.join("directory.db"));
@@ -120,6 +170,26 @@ async fn reopening_keeps_every_record() {
     assert_eq!(
         directory.access_request(&request.id).await.unwrap(),
         Some(decided)
+    );
+    assert_eq!(
+        directory.alert(&alert.id).await.unwrap(),
+        Some((acknowledged_alert.clone(), vec![acknowledged]))
+    );
+    assert_eq!(
+        directory.due_deliveries(20, 10).await.unwrap(),
+        [(
+            Delivery {
+                alert_id: alert.id.clone(),
+                attempts: 0,
+                next_at_ms: 20,
+                last_error: None
+            },
+            acknowledged_alert
+        )]
+    );
+    assert_eq!(
+        directory.detector_checkpoint("detector").await.unwrap(),
+        Some(checkpoint)
     );
     assert_eq!(
         directory.schema_version().await.unwrap(),
@@ -178,7 +248,12 @@ async fn wal_and_pragmas_match_the_region_databases() {
         names,
         [
             "access_requests",
+            "alert_deliveries",
+            "alert_notes",
+            "alert_subjects",
+            "alerts",
             "cases",
+            "detector_checkpoints",
             "hr_facts",
             "on_call",
             "schema_migrations",

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use model::Severity;
+use model::decision_entry::AlertActionEntry;
 use serde::{Deserialize, Serialize};
 
 use super::{Rule, hours_ms, restore_state, save_state, when};
@@ -112,6 +113,14 @@ impl Rule for BreakGlassReview {
         let entry = approval.entry;
         if entry.approver.id != entry.requester && entry.decision != "refused" {
             self.awaiting.remove(&entry.request);
+        }
+    }
+
+    fn on_alert_action(&mut self, action: &AlertActionEntry, _out: &mut Vec<Finding>) {
+        if action.rule == self.name() && action.action == "resolve" && action.by.id != action.alert_actor {
+            for request in &action.requests {
+                self.awaiting.remove(request);
+            }
         }
     }
 

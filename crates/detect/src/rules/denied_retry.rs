@@ -70,9 +70,13 @@ impl Rule for DeniedRetry {
             (Some(query), _) => format!("query:{}:{}", query.field, query.digest),
             (None, _) => return,
         };
+        let actor = access.actor_id();
+        // Most actors are never refused: nothing to compare with, nothing to keep.
+        if !access.denied() && !self.actors.contains_key(actor) {
+            return;
+        }
         let shape = format!("{}|{}|{}|{}", entry.action, entry.purpose, entry.case.as_deref().unwrap_or(""), access.fields_asked());
         let at = access.at_ms();
-        let actor = access.actor_id();
         let probe_window_ms = hours_ms(self.config.probe_window_hours);
         let retry_window_ms = i64::try_from(self.config.retry_window_minutes).unwrap_or(i64::MAX / 60_000).saturating_mul(60_000);
         let refusals = self.actors.entry(actor.to_owned()).or_default();

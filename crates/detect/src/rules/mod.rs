@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use model::decision_entry::AlertActionEntry;
+
 use crate::config::DetectionConfig;
 use crate::engine::Finding;
 use crate::event::{Access, Approval};
@@ -31,6 +33,8 @@ pub trait Rule: Send {
     fn advance(&mut self, _now_ms: i64, _out: &mut Vec<Finding>) {}
     fn on_access(&mut self, _access: &Access<'_>, _out: &mut Vec<Finding>) {}
     fn on_approval(&mut self, _approval: &Approval<'_>, _out: &mut Vec<Finding>) {}
+    /// Someone acknowledged or resolved an alert (the entry was logged before it took effect).
+    fn on_alert_action(&mut self, _action: &AlertActionEntry, _out: &mut Vec<Finding>) {}
     /// Drops state no window can reach any more.
     fn sweep(&mut self, _now_ms: i64) {}
     fn save(&self) -> serde_json::Value;

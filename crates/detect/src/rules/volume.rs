@@ -80,13 +80,16 @@ impl Rule for VolumeBaseline {
         if access.subject_id().is_empty() || !access.revealed || access.entry.actor.kind == "machine" {
             return;
         }
-        let actor = access.actor_id().to_owned();
+        let actor = access.actor_id();
         let day = access.at_ms().div_euclid(DAY_MS);
         let smoothing = self.config.smoothing.clamp(0.0, 1.0);
         let history_days_min = self.config.history_days_min;
-        let state = self.actors.entry(actor.clone()).or_default();
-        state.role = access.entry.actor.roles.first().cloned().unwrap_or_default();
+        if !self.actors.contains_key(actor) {
+            self.actors.insert(actor.to_owned(), ActorState::default());
+        }
+        let state = self.actors.get_mut(actor).expect("inserted above");
         if state.day != day {
+            state.role = access.entry.actor.roles.first().cloned().unwrap_or_default();
             if !state.subjects.is_empty() && !state.raised_today {
                 let count = state.subjects.len() as f64;
                 let role = self.roles.entry(state.role.clone()).or_insert((0.0, 0));
@@ -113,14 +116,18 @@ impl Rule for VolumeBaseline {
         }
         let today = state.subjects.len() as f64;
         let excess = f64::from(self.config.excess_min);
-        let (own, role) = (state.baseline, state.role.clone());
+        let own = state.baseline;
+        if today < excess {
+            return;
+        }
+        let role = state.role.clone();
         let over_own = today > own * self.config.own_ratio && today - own >= excess;
         let peer = self.peer_mean(&role, Some(own));
         let over_peers = peer.is_some_and(|peer| today > peer * self.config.peer_ratio && today - peer >= excess);
         if !(over_own || over_peers) {
             return;
         }
-        let state = self.actors.get_mut(&actor).expect("present");
+        let state = self.actors.get_mut(actor).expect("present");
         state.raised_today = true;
         let compared = match (over_own, peer) {
             (true, _) => format!("their usual {own:.0} a day"),
@@ -129,7 +136,7 @@ impl Rule for VolumeBaseline {
         };
         out.push(Finding {
             severity: self.config.severity,
-            actor: actor.clone(),
+            actor: actor.to_owned(),
             subjects: Vec::new(),
             evidence: state.first_evidence.iter().cloned().chain([access.evidence.clone()]).collect(),
             summary: format!("{actor} has looked at {today:.0} different people today, against {compared}"),
