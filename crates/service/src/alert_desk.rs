@@ -52,6 +52,21 @@ pub enum WebhookFormat {
     Ocsf,
 }
 
+/// How the desk paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeskOptions {
+    /// Save the checkpoint after this many entries observed.
+    pub checkpoint_every_entries: u64,
+    /// Entries read per region per step.
+    pub read_entries_max: u64,
+}
+
+impl Default for DeskOptions {
+    fn default() -> DeskOptions {
+        DeskOptions { checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES, read_entries_max: crate::DETECTION_READ_ENTRIES_MAX }
+    }
+}
+
 /// What one [`AlertDesk::run_once`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Progress {
@@ -74,6 +89,7 @@ pub struct AlertDesk {
     store: Arc<dyn AlertStore>,
     config: DetectionConfig,
     deliver: bool,
+    options: DeskOptions,
     running: Mutex<Running>,
 }
 
@@ -87,17 +103,24 @@ impl AlertDesk {
     /// Opens the desk over `gate`'s logs and alert store, continuing from the stored
     /// checkpoint when there is one. `deliver`: queue new alerts for the webhook.
     pub async fn open(gate: Arc<Gate>, config: DetectionConfig, deliver: bool) -> Result<AlertDesk, ServiceError> {
+        AlertDesk::open_with(gate, config, deliver, DeskOptions::default()).await
+    }
+
+    /// [`AlertDesk::open`] with its pace set.
+    pub async fn open_with(gate: Arc<Gate>, config: DetectionConfig, deliver: bool, options: DeskOptions) -> Result<AlertDesk, ServiceError> {
         let store = Arc::clone(gate.alerts().ok_or_else(|| ServiceError::Internal("this gate keeps no alerts".to_owned()))?);
         let detection = match store.detector_checkpoint(DETECTOR_NAME).await? {
             Some(checkpoint) => Detection::restored(&config, Cursors(checkpoint.cursors), &checkpoint.state)?,
             None => Detection::new(&config),
-        };
+        }
+        .reading_at_most(options.read_entries_max);
         let observed_at_save = detection.observed();
         Ok(AlertDesk {
             gate,
             store,
             config,
             deliver,
+            options,
             running: Mutex::new(Running { detection, observed_at_save, saved_at: Instant::now() }),
         })
     }
@@ -123,7 +146,7 @@ impl AlertDesk {
         }
         let level = step.read == 0;
         let since_save = running.detection.observed().saturating_sub(running.observed_at_save);
-        if since_save >= CHECKPOINT_EVERY_ENTRIES || (level && since_save > 0 && running.saved_at.elapsed() >= CHECKPOINT_EVERY) {
+        if since_save >= self.options.checkpoint_every_entries || (level && since_save > 0 && running.saved_at.elapsed() >= CHECKPOINT_EVERY) {
             self.save_locked(&mut running).await?;
         }
         Ok(Progress { observed: step.read, stored, level })

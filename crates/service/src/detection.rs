@@ -28,18 +28,25 @@ pub struct Cursors(pub BTreeMap<String, u64>);
 pub struct Detection {
     detector: Detector,
     cursors: Cursors,
+    read_entries_max: u64,
 }
 
 impl Detection {
     pub fn new(config: &DetectionConfig) -> Detection {
-        Detection { detector: Detector::new(config), cursors: Cursors::default() }
+        Detection { detector: Detector::new(config), cursors: Cursors::default(), read_entries_max: DETECTION_READ_ENTRIES_MAX }
+    }
+
+    /// Reads at most `entries` (1 to [`DETECTION_READ_ENTRIES_MAX`]) per region in a step.
+    pub fn reading_at_most(mut self, entries: u64) -> Detection {
+        self.read_entries_max = entries.clamp(1, DETECTION_READ_ENTRIES_MAX);
+        self
     }
 
     /// A detector continuing from a saved state (see [`Detection::save`]).
     pub fn restored(config: &DetectionConfig, cursors: Cursors, state: &[u8]) -> Result<Detection, ServiceError> {
         let mut detector = Detector::new(config);
         detector.restore(state).map_err(|error| ServiceError::Internal(error.to_string()))?;
-        Ok(Detection { detector, cursors })
+        Ok(Detection { detector, cursors, read_entries_max: DETECTION_READ_ENTRIES_MAX })
     }
 
     pub fn cursors(&self) -> &Cursors {
@@ -56,7 +63,7 @@ impl Detection {
         self.detector.observed()
     }
 
-    /// Reads up to [`DETECTION_READ_ENTRIES_MAX`] entries past the cursor of each region the
+    /// Reads up to [`DETECTION_READ_ENTRIES_MAX`] (or the configured fewer) entries past the cursor of each region the
     /// gate serves, observes them in order and returns the alerts raised. `Ok` with nothing
     /// read means the detector is level with the logs.
     pub async fn step(&mut self, gate: &Gate) -> Result<Step, ServiceError> {
@@ -71,7 +78,7 @@ impl Detection {
             if size <= start {
                 continue;
             }
-            let end = size.min(start + DETECTION_READ_ENTRIES_MAX);
+            let end = size.min(start + self.read_entries_max);
             for (offset, canonical) in log.canonical_entries(start, end).await?.into_iter().enumerate() {
                 let index = start + offset as u64;
                 let entry = detect::decode(region.as_str(), index, &canonical).map_err(|error| ServiceError::Log(error.to_string()))?;

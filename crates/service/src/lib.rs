@@ -31,7 +31,7 @@ pub use model::decision_entry::{
     AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, QuerySnapshot, SubjectSnapshot, kind_of,
 };
 pub use detection::{Cursors, DETECTION_READ_ENTRIES_MAX, Detection, Step};
-pub use alert_desk::{AlertDesk, CHECKPOINT_EVERY, CHECKPOINT_EVERY_ENTRIES, DETECTOR_NAME, POLL_INTERVAL, Progress, WebhookConfig, WebhookFormat, record as alert_record};
+pub use alert_desk::{AlertDesk, DeskOptions, CHECKPOINT_EVERY, CHECKPOINT_EVERY_ENTRIES, DETECTOR_NAME, POLL_INTERVAL, Progress, WebhookConfig, WebhookFormat, record as alert_record};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
     AccessConfig, APPROVAL_TTL_SECONDS_MAX, CONFIG_FILE_NAME, DEV_AUDIENCE, DEV_ISSUER_DIR_NAME, DEV_ISSUER_NAME, Config, DIRECTORY_SCHEMA_DEFAULT, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig, WitnessConfig,

@@ -109,7 +109,9 @@ impl Rule for DeniedRetry {
         if refusals.len() < ALERT_EVIDENCE_MAX {
             refusals.push_back(Refusal { at_ms: at, target, shape, evidence: access.evidence.clone() });
         }
-        if refusals.len() >= self.config.probes {
+        // One request about many subjects is one refusal.
+        let requests: std::collections::BTreeSet<&str> = refusals.iter().map(|refusal| refusal.evidence.request.as_str()).collect();
+        if requests.len() >= self.config.probes {
             let mut subjects: Vec<String> = Vec::new();
             for refusal in refusals.iter().filter(|refusal| !refusal.target.starts_with("query:")) {
                 super::push_capped(&mut subjects, refusal.target.clone(), crate::ALERT_SUBJECTS_MAX);
@@ -121,7 +123,7 @@ impl Rule for DeniedRetry {
                 evidence: refusals.iter().map(|refusal| refusal.evidence.clone()).collect(),
                 summary: format!(
                     "{actor} was refused {} times within {} hours",
-                    refusals.len(),
+                    requests.len(),
                     self.config.probe_window_hours
                 ),
                 key: format!("{actor}\u{1f}probes"),

@@ -3,7 +3,8 @@
 //! case); and live-location polling — the subject's exact location asked for repeatedly in a
 //! short window, whatever the case says.
 //!
-//! Not raised for follow-ups after the case moved (new assignee, new subject, status).
+//! Not raised for follow-ups after the case moved (new assignee, new subject, status), nor
+//! for location asked again under a validated legal process or on the subject's own request.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DAY_MS, Rule, hours_ms, pair_key, restore_state, save_state, when};
 use crate::engine::Finding;
-use crate::event::{Access, Evidence};
+use crate::event::{Access, Evidence, Explanation};
 
 /// Evidence kept per actor and subject: the first looks of a run (the alert's summary counts all).
 const EVIDENCE_PER_PAIR_MAX: usize = 12;
@@ -113,7 +114,10 @@ impl Rule for RepeatedTargeting {
                 key: format!("{actor}\u{1f}{subject}"),
             });
         }
-        if access.asked_live_location {
+        // An emergency under a validated legal process, or the subject's own request, may
+        // need the location more than once.
+        let legitimate_polling = matches!(access.explanation, Explanation::LegalProcess | Explanation::OwnRequest);
+        if access.asked_live_location && !legitimate_polling {
             let polling_ms = hours_ms(self.config.polling_window_hours);
             pair.polls.retain(|poll| at - poll < polling_ms);
             pair.polls.push(at);
