@@ -2,6 +2,7 @@
 //! keys, audit a log and check receipts. Each subcommand is a thin shell over the `service` and `server` crates.
 
 mod demo;
+mod generate;
 mod import;
 mod log_commands;
 mod scenario;

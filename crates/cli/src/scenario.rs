@@ -35,6 +35,8 @@ const REPLAY_EPOCH: &str = "2026-01-01T00:00:00Z";
 pub enum ScenarioCommand {
     /// Replay scenario files and print decisions and a summary as JSON Lines.
     Run(RunArgs),
+    /// Write background traffic: ordinary, explained work by a platform's staff.
+    Generate(crate::generate::GenerateArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -103,7 +105,13 @@ pub struct ScenarioError {
 }
 
 pub async fn run(command: ScenarioCommand) -> anyhow::Result<ExitCode> {
-    let ScenarioCommand::Run(args) = command;
+    let args = match command {
+        ScenarioCommand::Run(args) => args,
+        ScenarioCommand::Generate(args) => {
+            tokio::task::spawn_blocking(move || crate::generate::run(&args)).await??;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let mut scenarios = Vec::with_capacity(args.files.len());
     for path in &args.files {
         match parse(path) {

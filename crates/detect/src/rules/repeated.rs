@@ -1,6 +1,5 @@
 //! `repeated_targeting`: the same actor looks at the same subject again and again with no new
-//! case activity in between (the case did not change since their last look, or there is no
-//! case); and live-location polling — the subject's exact location asked for repeatedly in a
+//! case activity in between (the same case, unchanged since their last look, or no case); and live-location polling — the subject's exact location asked for repeatedly in a
 //! short window, whatever the case says.
 //!
 //! Not raised for follow-ups after the case moved (new assignee, new subject, status), nor
@@ -57,6 +56,9 @@ struct Pair {
     last_at_ms: i64,
     /// The case's `updated_at_ms` at the last look (0: no case).
     case_updated_ms: i64,
+    /// Which case the last look was on (0: none).
+    #[serde(default)]
+    case_key: u64,
     looks: u32,
     polls: Vec<i64>,
     evidence: Vec<Evidence>,
@@ -89,13 +91,17 @@ impl Rule for RepeatedTargeting {
         let window_ms = i64::try_from(self.config.window_days).unwrap_or(i64::MAX / DAY_MS).saturating_mul(DAY_MS);
         let case_updated = access.case.map_or(0, |case| case.updated_at_ms);
         let pair = self.pairs.entry(pair_key(actor, subject)).or_default();
-        let fresh_reason = access.case.is_some() && case_updated > pair.case_updated_ms;
+        let case_key = access.case.map_or(0, |case| pair_key(&case.id, ""));
+        // A look on another case than the last one, or on a case that changed since, has a
+        // fresh reason.
+        let fresh_reason = access.case.is_some() && (case_updated > pair.case_updated_ms || case_key != pair.case_key);
         if pair.looks == 0 || at - pair.last_at_ms >= window_ms || fresh_reason {
             *pair = Pair { first_at_ms: at, polls: std::mem::take(&mut pair.polls), ..Pair::default() };
         }
         pair.looks += 1;
         pair.last_at_ms = at;
         pair.case_updated_ms = case_updated;
+        pair.case_key = case_key;
         if pair.evidence.len() < EVIDENCE_PER_PAIR_MAX {
             pair.evidence.push(access.evidence.clone());
         }
