@@ -22,8 +22,11 @@ const EVIDENCE_PER_PAIR_MAX: usize = 12;
 pub struct Config {
     pub enabled: bool,
     pub window_days: u64,
-    /// Looks without new case activity before an alert.
+    /// Unexplained looks (no case, or one that does not cover them) before an alert.
     pub looks: u32,
+    /// Looks on a case that assigns the actor and covers the subject, unchanged since, before
+    /// an alert: long tickets take follow-ups.
+    pub explained_looks: u32,
     pub severity: Severity,
     /// Looks without new case activity before the alert becomes `high_severity`.
     pub high_looks: u32,
@@ -40,6 +43,7 @@ impl Default for Config {
             enabled: true,
             window_days: 14,
             looks: 5,
+            explained_looks: 12,
             severity: Severity::Medium,
             high_looks: 10,
             high_severity: Severity::High,
@@ -60,6 +64,8 @@ struct Pair {
     #[serde(default)]
     case_key: u64,
     looks: u32,
+    #[serde(default)]
+    unexplained_looks: u32,
     polls: Vec<i64>,
     evidence: Vec<Evidence>,
 }
@@ -99,6 +105,9 @@ impl Rule for RepeatedTargeting {
             *pair = Pair { first_at_ms: at, polls: std::mem::take(&mut pair.polls), ..Pair::default() };
         }
         pair.looks += 1;
+        if !access.explanation.explained() {
+            pair.unexplained_looks += 1;
+        }
         pair.last_at_ms = at;
         pair.case_updated_ms = case_updated;
         pair.case_key = case_key;
@@ -106,8 +115,13 @@ impl Rule for RepeatedTargeting {
             pair.evidence.push(access.evidence.clone());
         }
         let looks = pair.looks;
-        if looks >= self.config.looks {
-            let severity = if looks >= self.config.high_looks { self.config.high_severity } else { self.config.severity };
+        let unexplained = pair.unexplained_looks;
+        if unexplained >= self.config.looks || looks >= self.config.explained_looks {
+            let severity = if unexplained >= self.config.high_looks || looks >= 2 * self.config.explained_looks {
+                self.config.high_severity
+            } else {
+                self.config.severity
+            };
             out.push(Finding {
                 severity,
                 actor: actor.to_owned(),
