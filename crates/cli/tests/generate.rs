@@ -1,6 +1,7 @@
 //! `custos scenario generate` end to end: the background traffic it writes is the same for
-//! the same arguments, replays through `custos scenario run`, and nearly every access ends
-//! allowed; bad parameters are refused with their name.
+//! the same arguments, replays through `custos scenario run`, nearly every access ends
+//! allowed and the detector raises nothing of severity medium or more; bad parameters are
+//! refused with their name.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -64,6 +65,13 @@ fn generated_traffic_replays_with_nearly_every_access_allowed() {
     assert_eq!(summary["accesses"], 5_000);
     assert_eq!(summary["allowed"], allowed);
     assert_eq!(summary["log_verified"], true);
+    // Ordinary work raises (nearly) nothing: the bound is under one alert of severity
+    // medium or more per 10,000 accesses, so none on these 5,000.
+    let serious: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["kind"] == "alert" && ["medium", "high", "critical"].contains(&line["severity"].as_str().unwrap_or("")))
+        .collect();
+    assert!(serious.is_empty(), "ordinary work raised {} serious alerts: {serious:#?}", serious.len());
 }
 
 #[test]

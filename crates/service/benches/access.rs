@@ -9,10 +9,13 @@
 //! of that size is read and decoded on every request).
 //!
 //! Run: `cargo bench -p service --bench access [-- RATE SECONDS]` (default 10,000 requests/s
-//! for 10 s); `BENCH_POSTGRES=1` runs it on PostgreSQL too. Results and anchors:
-//! docs/PERFORMANCE.md.
+//! for 10 s); `BENCH_POSTGRES=1` runs it on PostgreSQL too. `BENCH_DETECT=1` runs the alert
+//! desk's live loop beside the load and makes every 20th request a look with no case: alert
+//! latency is measured from that request's scheduled start to the moment its alert is stored.
+//! Results and anchors: docs/PERFORMANCE.md.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use service::testing::{TestVault, person, postgres_vault, sqlite_vault};
@@ -106,6 +109,34 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
         assert_eq!(answer.subjects[0].fields[0].view.as_deref(), Some("masked"));
     }
 
+    let detect = std::env::var_os("BENCH_DETECT").is_some();
+    let scheduled_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let alert_latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let desk_task = if detect {
+        let desk = Arc::new(service::AlertDesk::open(Arc::clone(&gate), detect::DetectionConfig::default(), false).await.unwrap());
+        desk.catch_up().await.unwrap();
+        let (scheduled_at, alert_latencies) = (Arc::clone(&scheduled_at), Arc::clone(&alert_latencies));
+        // The live loop of `AlertDesk::spawn`, noting when each alert is stored.
+        Some(tokio::spawn(async move {
+            loop {
+                let progress = desk.run_once().await.unwrap();
+                let stored_at = Instant::now();
+                for id in &progress.stored {
+                    let (alert, _) = desk.store().alert(id).await.unwrap().unwrap();
+                    // The first alert stored for a look counts; later ones (a list, a wave) do not.
+                    if let Some(sent) = alert.evidence.first().and_then(|evidence| scheduled_at.lock().unwrap().remove(&evidence.request)) {
+                        alert_latencies.lock().unwrap().push(stored_at - sent);
+                    }
+                }
+                if progress.level {
+                    tokio::time::sleep(service::POLL_INTERVAL).await;
+                }
+            }
+        }))
+    } else {
+        None
+    };
+
     let total = rate * seconds;
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let started = Instant::now();
@@ -113,7 +144,16 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
     for index in 0..total {
         let scheduled = started + interval * index as u32;
         tokio::time::sleep_until(scheduled.into()).await;
-        let (gate, agent, input): (Arc<Gate>, Arc<Caller>, AccessInput) = (Arc::clone(&gate), Arc::clone(&agent), ask(index as usize));
+        let mut input = ask(index as usize);
+        if detect && index % 20 == 0 {
+            // A look with no case: the detector must flag it.
+            let id = format!("x-{index}");
+            input.case = None;
+            input.subjects = vec![subjects[(index as usize / 20) % SUBJECTS].clone()];
+            input.id = Some(id.clone());
+            scheduled_at.lock().unwrap().insert(id, scheduled);
+        }
+        let (gate, agent): (Arc<Gate>, Arc<Caller>) = (Arc::clone(&gate), Arc::clone(&agent));
         tasks.spawn(async move {
             let answer = gate.access(&agent, &input).await;
             (scheduled.elapsed(), answer.is_ok())
@@ -140,4 +180,21 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
         quantile(0.99),
         latencies.last().unwrap()
     );
+    if let Some(task) = desk_task {
+        // Let the desk catch up with the last requests, then report.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        task.abort();
+        let mut latencies = alert_latencies.lock().unwrap().clone();
+        latencies.sort();
+        let expected = (total as usize).div_ceil(20);
+        let quantile = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        println!(
+            "alerts/{backend}: {} of {expected} looks with no case flagged (a subject's second look within the cool-down is not raised again); alert latency (scheduled request → alert stored) p50 {:?} p90 {:?} p99 {:?} max {:?}",
+            latencies.len(),
+            quantile(0.50),
+            quantile(0.90),
+            quantile(0.99),
+            latencies.last().unwrap()
+        );
+    }
 }

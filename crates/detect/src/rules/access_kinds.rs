@@ -77,14 +77,6 @@ impl Rule for AccountControl {
             key: format!("{actor}\u{1f}{subject}"),
         });
     }
-
-    fn save(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<(), serde_json::Error> {
-        Ok(())
-    }
 }
 
 #[derive(Debug)]
@@ -129,13 +121,5 @@ impl Rule for ExportDestination {
             ),
             key: format!("{actor}\u{1f}{}\u{1f}{destination}", entry.request),
         });
-    }
-
-    fn save(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<(), serde_json::Error> {
-        Ok(())
     }
 }

@@ -93,12 +93,4 @@ impl Rule for CrossBorder {
             key: format!("{actor}\u{1f}{subject}"),
         });
     }
-
-    fn save(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<(), serde_json::Error> {
-        Ok(())
-    }
 }

@@ -37,8 +37,13 @@ pub trait Rule: Send {
     fn on_alert_action(&mut self, _action: &AlertActionEntry, _out: &mut Vec<Finding>) {}
     /// Drops state no window can reach any more.
     fn sweep(&mut self, _now_ms: i64) {}
-    fn save(&self) -> serde_json::Value;
-    fn restore(&mut self, state: serde_json::Value) -> Result<(), serde_json::Error>;
+    /// The rule's state, for [`crate::Detector::save`]; stateless rules keep the default.
+    fn save(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), serde_json::Error> {
+        Ok(())
+    }
 }
 
 /// The enabled rules, in a fixed order (alerts of one entry come out in this order).

@@ -100,12 +100,4 @@ impl Rule for OffHours {
             });
         }
     }
-
-    fn save(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<(), serde_json::Error> {
-        Ok(())
-    }
 }

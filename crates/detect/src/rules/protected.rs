@@ -91,12 +91,4 @@ impl Rule for ProtectedTarget {
             key: format!("{actor}\u{1f}{subject}"),
         });
     }
-
-    fn save(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<(), serde_json::Error> {
-        Ok(())
-    }
 }

@@ -76,12 +76,4 @@ impl Rule for PurposeMismatch {
             key: format!("{actor}\u{1f}{subject}\u{1f}{purpose}"),
         });
     }
-
-    fn save(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn restore(&mut self, _state: serde_json::Value) -> Result<(), serde_json::Error> {
-        Ok(())
-    }
 }
