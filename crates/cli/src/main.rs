@@ -316,11 +316,28 @@ pub(crate) async fn serve(
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
     let (config, gate) = service::open_gate(data, Arc::new(SystemClock)).await?;
+    let gate = Arc::new(gate);
     let identity = match config.identity_in(data) {
         Some(identity) => Some(auth::TokenVerifier::new(identity).await.context("identity provider")?),
         None => None,
     };
-    let state = server::AppState::with_gate(Arc::new(gate), config.service_tokens.clone(), identity);
+    if let Some(webhook) = &config.alert_webhook {
+        webhook.check().context("[alert_webhook] in custos.toml")?;
+    }
+    // The detector reads what was logged while the node was down before serving, then
+    // follows the logs live; new alerts are queued for the webhook when one is configured.
+    let detection = config.detection.clone().unwrap_or_default();
+    let desk = Arc::new(
+        service::AlertDesk::open(Arc::clone(&gate), detection, config.alert_webhook.is_some()).await.context("opening the alert desk")?,
+    );
+    let raised = desk.catch_up().await.context("detector catch-up")?;
+    desk.save().await.context("saving the detector checkpoint")?;
+    tracing::info!(alerts = raised.len(), "detector caught up with the logs");
+    Arc::clone(&desk).spawn();
+    if let Some(webhook) = config.alert_webhook.clone() {
+        service::spawn_webhook(Arc::clone(desk.store()), webhook);
+    }
+    let state = server::AppState::with_gate(gate, config.service_tokens.clone(), identity).with_alerts(Arc::clone(&desk));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("failed to listen on {listen}"))?;
     let address = listener.local_addr()?;
     match ready {
@@ -335,5 +352,8 @@ pub(crate) async fn serve(
         })
         .await
         .context("server failed")?;
+    // The live loop holds the detector while it stores a step's alerts, so this saves a
+    // state whose alerts are all stored; later steps are read again after the restart.
+    desk.save().await.context("saving the detector checkpoint")?;
     Ok(())
 }
