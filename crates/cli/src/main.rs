@@ -317,11 +317,27 @@ pub(crate) async fn serve(
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
     let (config, gate) = service::open_gate(data, Arc::new(SystemClock)).await?;
+    let gate = Arc::new(gate);
     let identity = match config.identity_in(data) {
         Some(identity) => Some(auth::TokenVerifier::new(identity).await.context("identity provider")?),
         None => None,
     };
-    let state = server::AppState::with_gate(Arc::new(gate), config.service_tokens.clone(), identity);
+    if let Some(webhook) = &config.alert_webhook {
+        webhook.check().context("[alert_webhook] in custos.toml")?;
+    }
+    // The detector follows the logs live in the background, starting with what was logged
+    // while the node was down (a long backlog must not hold up serving access, and a detector
+    // failure is retried by its loop, not fatal); new alerts are queued for the webhook when
+    // one is configured.
+    let detection = config.detection.clone().unwrap_or_default();
+    let desk = Arc::new(
+        service::AlertDesk::open(Arc::clone(&gate), detection, config.alert_webhook.is_some()).await.context("opening the alert desk")?,
+    );
+    Arc::clone(&desk).spawn();
+    if let Some(webhook) = config.alert_webhook.clone() {
+        service::spawn_webhook(Arc::clone(desk.store()), webhook);
+    }
+    let state = server::AppState::with_gate(gate, config.service_tokens.clone(), identity).with_alerts(Arc::clone(&desk));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("failed to listen on {listen}"))?;
     let address = listener.local_addr()?;
     match ready {
@@ -336,5 +352,8 @@ pub(crate) async fn serve(
         })
         .await
         .context("server failed")?;
+    // The live loop holds the detector while it stores a step's alerts, so this saves a
+    // state whose alerts are all stored; later steps are read again after the restart.
+    desk.save().await.context("saving the detector checkpoint")?;
     Ok(())
 }

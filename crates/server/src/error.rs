@@ -40,6 +40,8 @@ pub enum ErrorCode {
     ApprovalRefused,
     /// The alert's status does not allow the action (acknowledging a resolved alert).
     InvalidTransition,
+    /// The node runs no detector, so it has no alerts to show.
+    DetectorUnavailable,
     Internal,
 }
 

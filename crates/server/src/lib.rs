@@ -2,6 +2,7 @@
 //! stable codes, Prometheus metrics and the OpenAPI document generated from the handlers.
 
 mod access;
+mod alerts;
 mod directory;
 mod error;
 mod ingest;
@@ -20,6 +21,7 @@ use service::{Gate, ServiceToken, Vault};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use alerts::{ALERT_FILTER_BYTES_MAX, ALERTS_LIMIT_DEFAULT, ALERTS_LIMIT_MAX, COMPLIANCE_OFFICER_ROLE, EVIDENCE_PROOFS_MAX};
 pub use error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 pub use log::{
     CHECKPOINT_CACHE_CONTROL, FULL_BUNDLE_CACHE_CONTROL, FULL_TILE_CACHE_CONTROL, PARTIAL_BUNDLE_CACHE_CONTROL,
@@ -41,13 +43,22 @@ pub struct AppState {
     /// Verifies staff and machine bearer tokens (JWTs); absent when no identity provider is
     /// configured, and then the staff routes answer 503.
     pub identity: Option<auth::TokenVerifier>,
+    /// The detector's alert desk; absent on a node that runs no detector, and then the alert
+    /// routes answer 503 `detector_unavailable`.
+    pub alerts: Option<Arc<service::AlertDesk>>,
 }
 
 impl AppState {
     /// The state for a node with access control: the gate's vault, the service tokens and
     /// the identity provider's verifier.
     pub fn with_gate(gate: Arc<Gate>, service_tokens: Vec<ServiceToken>, identity: Option<auth::TokenVerifier>) -> AppState {
-        AppState { vault: Arc::clone(gate.vault()), service_tokens: Arc::new(service_tokens), gate: Some(gate), identity }
+        AppState { vault: Arc::clone(gate.vault()), service_tokens: Arc::new(service_tokens), gate: Some(gate), identity, alerts: None }
+    }
+
+    /// This state with the alert routes served by `desk`.
+    pub fn with_alerts(mut self, desk: Arc<service::AlertDesk>) -> AppState {
+        self.alerts = Some(desk);
+        self
     }
 }
 
@@ -60,6 +71,7 @@ impl AppState {
     tags((name = "ingest", description = "Platform services write subjects and values."),
          (name = "access", description = "Staff ask for data for a purpose on a case; colleagues approve. Every decision is logged before any value is decrypted; answers carry log receipts."),
          (name = "directory", description = "Platform integrations register cases and keep the staff directory."),
+         (name = "alerts", description = "Compliance officers (staff token with the compliance_officer role) review the detector's alerts: list and filter them, see one with its notes and a tlog-proof of each log entry it rests on, acknowledge and resolve them (each action logged first), export one as an OCSF Detection Finding, and watch the detector's lag."),
          (name = "log", description = "Each region's access log: C2SP tlog-tiles under /log/{region}/ (checkpoint and hash tiles public; entry bundles need a service token or a staff token with the auditor role), proofs (inclusion, consistency, tlog-proof for a receipt) and signing under /v1/log/{region}/."),
          (name = "operations", description = "Health, metrics and this document."))
 )]
@@ -103,7 +115,7 @@ fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(directory::routes())
         .merge(log::authenticated_routes())
         .layer(middleware::from_fn_with_state(state.clone(), ingest::require_service_token));
-    let staff = access::routes().layer(middleware::from_fn_with_state(state, access::require_identity));
+    let staff = access::routes().merge(alerts::routes()).layer(middleware::from_fn_with_state(state, access::require_identity));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(authenticated).merge(staff).merge(log::public_routes())
 }
 

@@ -19,6 +19,7 @@ fn app(t: &TestVault) -> Router {
         service_tokens: std::sync::Arc::new(vec![ServiceToken { name: "tests".to_owned(), sha256: digest }]),
         gate: None,
         identity: None,
+        alerts: None,
     })
 }
 

@@ -26,6 +26,7 @@ fn app(t: &TestVault) -> Router {
         service_tokens: Arc::new(vec![ServiceToken { name: "tests".to_owned(), sha256: digest }]),
         gate: None,
         identity: None,
+        alerts: None,
     })
 }
 

@@ -12,10 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use detect::{Alert, DetectionConfig};
 use model::decision_entry::{AlertActionEntry, DECISION_ENTRY_VERSION, encode};
 use serde::{Deserialize, Serialize};
-use store::{AlertAction, AlertNote, AlertRecord, AlertStatus, AlertStore, DetectorCheckpoint, EvidenceRef};
+use store::{
+    ALERT_NOTE_BYTES_MAX, AlertAction, AlertNote, AlertRecord, AlertStatus, AlertStore, DetectorCheckpoint, EvidenceRef,
+};
 use tokio::sync::Mutex;
 
 use crate::detection::{Cursors, Detection};
@@ -78,10 +81,95 @@ pub struct Progress {
     pub level: bool,
 }
 
+/// An alert as the API shows it and the webhook posts it (`format = "custos"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AlertView {
+    /// 32 lowercase hexadecimal digits.
+    pub id: String,
+    /// The detector rule that raised it (`unexplained_access`, …).
+    pub rule: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    #[schema(value_type = String, example = "medium")]
+    pub severity: model::Severity,
+    /// `open`, `acknowledged` or `resolved`.
+    #[schema(value_type = String, example = "open")]
+    pub status: AlertStatus,
+    /// The staff or machine id whose access raised the alert.
+    pub actor: String,
+    /// The subjects concerned.
+    pub subjects: Vec<String>,
+    /// The log entries the alert rests on.
+    pub evidence: Vec<EvidenceView>,
+    /// The explanation in words.
+    pub summary: String,
+    /// Time of the log entry that triggered the alert.
+    pub at: DateTime<Utc>,
+    /// When the detector raised it.
+    pub raised_at: DateTime<Utc>,
+    /// When its status last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One log entry an alert rests on: its region's log and index, and the logged request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EvidenceView {
+    pub region: String,
+    pub index: u64,
+    pub request: String,
+}
+
+/// A person's note on an alert, with the action it came with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NoteView {
+    pub at: DateTime<Utc>,
+    /// Who acted.
+    pub by: String,
+    /// `acknowledge` or `resolve`.
+    #[schema(value_type = String, example = "resolve")]
+    pub action: AlertAction,
+    pub note: String,
+}
+
+impl AlertView {
+    pub fn new(alert: &AlertRecord) -> AlertView {
+        AlertView {
+            id: alert.id.clone(),
+            rule: alert.rule.clone(),
+            severity: alert.severity,
+            status: alert.status,
+            actor: alert.actor.clone(),
+            subjects: alert.subjects.clone(),
+            evidence: alert
+                .evidence
+                .iter()
+                .map(|evidence| EvidenceView { region: evidence.region.clone(), index: evidence.index, request: evidence.request.clone() })
+                .collect(),
+            summary: alert.summary.clone(),
+            at: time(alert.at_ms),
+            raised_at: time(alert.raised_at_ms),
+            updated_at: time(alert.updated_at_ms),
+        }
+    }
+}
+
+impl NoteView {
+    pub fn new(note: &AlertNote) -> NoteView {
+        NoteView { at: time(note.at_ms), by: note.by.clone(), action: note.action, note: note.note.clone() }
+    }
+}
+
+/// Milliseconds since the epoch as a time; a stored value beyond chrono's range (years past
+/// ±262,000) is shown at the end of the range it overflowed rather than refused.
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(if ms < 0 { DateTime::<Utc>::MIN_UTC } else { DateTime::<Utc>::MAX_UTC })
+}
+
 struct Running {
     detection: Detection,
     observed_at_save: u64,
     saved_at: Instant,
+    /// When the checkpoint was last saved (by this desk or, on open, the stored one).
+    saved_at_ms: Option<i64>,
 }
 
 pub struct AlertDesk {
@@ -109,11 +197,13 @@ impl AlertDesk {
     /// [`AlertDesk::open`] with its pace set.
     pub async fn open_with(gate: Arc<Gate>, config: DetectionConfig, deliver: bool, options: DeskOptions) -> Result<AlertDesk, ServiceError> {
         let store = Arc::clone(gate.alerts().ok_or_else(|| ServiceError::Internal("this gate keeps no alerts".to_owned()))?);
-        let detection = match store.detector_checkpoint(DETECTOR_NAME).await? {
-            Some(checkpoint) => Detection::restored(&config, Cursors(checkpoint.cursors), &checkpoint.state)?,
-            None => Detection::new(&config),
-        }
-        .reading_at_most(options.read_entries_max);
+        let (detection, saved_at_ms) = match store.detector_checkpoint(DETECTOR_NAME).await? {
+            Some(checkpoint) => {
+                (Detection::restored(&config, Cursors(checkpoint.cursors), &checkpoint.state)?, Some(checkpoint.saved_at_ms))
+            }
+            None => (Detection::new(&config), None),
+        };
+        let detection = detection.reading_at_most(options.read_entries_max);
         let observed_at_save = detection.observed();
         Ok(AlertDesk {
             gate,
@@ -121,7 +211,7 @@ impl AlertDesk {
             config,
             deliver,
             options,
-            running: Mutex::new(Running { detection, observed_at_save, saved_at: Instant::now() }),
+            running: Mutex::new(Running { detection, observed_at_save, saved_at: Instant::now(), saved_at_ms }),
         })
     }
 
@@ -131,6 +221,16 @@ impl AlertDesk {
 
     pub fn store(&self) -> &Arc<dyn AlertStore> {
         &self.store
+    }
+
+    /// The names of the rules this desk runs, in the detector's order.
+    pub fn rules_enabled(&self) -> Vec<&'static str> {
+        detect::rules::enabled(&self.config).iter().map(|rule| rule.name()).collect()
+    }
+
+    /// When the detector's checkpoint was last saved, if ever.
+    pub async fn checkpoint_saved_at_ms(&self) -> Option<i64> {
+        self.running.lock().await.saved_at_ms
     }
 
     /// Observes one batch of new entries, stores the alerts it raises, and saves the
@@ -181,6 +281,7 @@ impl AlertDesk {
         self.store.save_detector_checkpoint(&checkpoint).await?;
         running.observed_at_save = running.detection.observed();
         running.saved_at = Instant::now();
+        running.saved_at_ms = Some(checkpoint.saved_at_ms);
         Ok(())
     }
 
@@ -211,8 +312,22 @@ impl AlertDesk {
     }
 
     /// Acknowledges or resolves an alert for `caller`: the action is appended to the log of
-    /// the alert's first evidence entry (and durable) before the store changes.
+    /// the alert's first evidence entry (and durable) before the store changes. The note is
+    /// at most [`ALERT_NOTE_BYTES_MAX`] bytes, and a resolution must say why (a note that is
+    /// not blank); both are checked before anything is logged.
     pub async fn act(&self, caller: &Caller, id: &str, action: AlertAction, note: &str) -> Result<AlertRecord, ServiceError> {
+        if note.len() > ALERT_NOTE_BYTES_MAX {
+            return Err(ServiceError::InvalidRequest {
+                field: "note".to_owned(),
+                message: format!("the note is {} bytes; the limit is {ALERT_NOTE_BYTES_MAX}", note.len()),
+            });
+        }
+        if action == AlertAction::Resolve && note.trim().is_empty() {
+            return Err(ServiceError::InvalidRequest {
+                field: "note".to_owned(),
+                message: "resolving an alert needs a note saying why".to_owned(),
+            });
+        }
         let (alert, _notes) = self.store.alert(id).await?.ok_or_else(|| ServiceError::NotFound(format!("alert {id}")))?;
         if action.apply(alert.status).is_none() {
             return Err(ServiceError::InvalidAlertTransition {
