@@ -2,9 +2,11 @@
 //! keys, audit a log and check receipts. Each subcommand is a thin shell over the `service` and `server` crates.
 
 mod demo;
+mod detect;
 mod generate;
 mod import;
 mod log_commands;
+mod mix;
 mod scenario;
 mod witness;
 
@@ -40,6 +42,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Build a synthetic platform and show what custos does with it.
     Demo(demo::DemoArgs),
+    /// Run the detector over a deployment's logs until level with them, storing alerts.
+    Detect(detect::DetectArgs),
     /// Audit a region's transparency log from outside, or witness it.
     Log {
         #[command(subcommand)]
@@ -219,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import(args) => import::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Detect(args) => detect::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Log { command: LogCli::Audit(command) } => tokio::task::spawn_blocking(move || log_commands::run_log(command)).await?,
         Command::Log { command: LogCli::Witness { command } } => tokio::task::spawn_blocking(move || witness::run(command)).await?,
         Command::Scenario { command } => scenario::run(command).await,

@@ -6,9 +6,11 @@
 //!
 //! Exit status: 0 when every file replayed, 2 with a message naming the file, line and field
 //! when one is malformed (nothing of that file is replayed then: the whole file is parsed
-//! before the first line runs).
+//! before the first line runs). Files are read twice, once to check every line and once to
+//! replay it, so a file of millions of lines is never held in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,8 +28,9 @@ use service::{
 
 /// Longest scenario line accepted, in bytes.
 pub const SCENARIO_LINE_BYTES_MAX: usize = 1 << 20;
-/// Most lines one scenario file may hold.
-pub const SCENARIO_LINES_MAX: usize = 1_000_000;
+/// Most lines one scenario file may hold: a generated million accesses is about 2.2 million
+/// lines; ten million accesses, the generator's limit, about 22 million.
+pub const SCENARIO_LINES_MAX: usize = 50_000_000;
 /// Where the replay clock starts when the first line carries no `at`.
 const REPLAY_EPOCH: &str = "2026-01-01T00:00:00Z";
 
@@ -37,6 +40,8 @@ pub enum ScenarioCommand {
     Run(RunArgs),
     /// Write background traffic: ordinary, explained work by a platform's staff.
     Generate(crate::generate::GenerateArgs),
+    /// Hide scenarios in background traffic: their ids prefixed, their lines merged by time.
+    Mix(crate::mix::MixArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +52,23 @@ pub struct RunArgs {
     /// IP → country database (MaxMind DB) for `country` views; defaults to the demo's.
     #[arg(long)]
     pub geo_mmdb: Option<PathBuf>,
+    /// Keep the replay deployment in this directory (created; it must not exist yet), to
+    /// serve it, run `custos detect` over it or audit its logs afterwards. Only one file
+    /// can be replayed into a kept deployment.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Which lines to print: every line, or only alerts and the summary.
+    #[arg(long, value_enum, default_value_t = Print::All)]
+    pub print: Print,
+}
+
+/// The lines `custos scenario run` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Print {
+    /// Decisions, approval outcomes, alerts and the summary.
+    All,
+    /// Alerts and the summary.
+    Alerts,
 }
 
 /// One input line, after `op` and `at` were taken out of it.
@@ -88,12 +110,22 @@ struct AccessLine {
 }
 
 
-/// A parsed file: its lines with their line numbers, and the regions it names.
+/// A checked file: where its lines come from, and the regions it names. Its lines are parsed
+/// again as they are replayed ([`Scenario::lines`]).
 pub struct Scenario {
     path: PathBuf,
-    lines: Vec<(usize, Option<DateTime<Utc>>, Line)>,
+    source: Source,
     regions: BTreeSet<RegionId>,
+    first_at: Option<DateTime<Utc>>,
 }
+
+enum Source {
+    Text(String),
+    File,
+}
+
+/// One line to replay: its number in the file, its `at`, and what it says.
+type Numbered = (usize, Option<DateTime<Utc>>, Line);
 
 /// A malformed file: where and what.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +143,21 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || crate::generate::run(&args)).await??;
             return Ok(ExitCode::SUCCESS);
         }
+        ScenarioCommand::Mix(args) => {
+            tokio::task::spawn_blocking(move || crate::mix::run(&args)).await??;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
+    if args.data.is_some() && args.files.len() > 1 {
+        eprintln!("error: --data keeps one replay deployment; name one scenario file, not {}", args.files.len());
+        return Ok(ExitCode::from(2));
+    }
+    if let Some(data) = &args.data
+        && data.exists()
+    {
+        eprintln!("error: --data {}: already exists; a kept replay deployment is created anew", data.display());
+        return Ok(ExitCode::from(2));
+    }
     let mut scenarios = Vec::with_capacity(args.files.len());
     for path in &args.files {
         match parse(path) {
@@ -126,7 +172,7 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     for scenario in scenarios {
         let mut out = stdout.lock();
-        match replay(&scenario, geo.as_deref(), &mut out).await {
+        match replay(&scenario, geo.as_deref(), args.data.as_deref(), args.print, &mut out).await {
             Ok(()) => {}
             Err(Failure::Input(error)) => {
                 eprintln!("error: {error}");
@@ -139,44 +185,91 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn parse(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| ScenarioError { path: path.display().to_string(), line: 0, message: error.to_string() })?;
-    parse_text(path, &text)
+    let mut scenario = Scenario { path: path.to_owned(), source: Source::File, regions: BTreeSet::new(), first_at: None };
+    scenario.check()?;
+    Ok(scenario)
 }
 
-/// Parses a whole scenario; nothing runs until every line parsed.
+/// Checks a whole scenario held in memory; nothing runs until every line parsed.
 pub fn parse_text(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-    let name = path.display().to_string();
-    let failed = |line: usize, message: String| ScenarioError { path: name.clone(), line, message };
-    let mut lines = Vec::new();
-    let mut regions = BTreeSet::new();
-    for (index, raw) in text.lines().enumerate() {
-        let number = index + 1;
-        if number > SCENARIO_LINES_MAX {
-            return Err(failed(number, format!("more than {SCENARIO_LINES_MAX} lines")));
+    let mut scenario = Scenario { path: path.to_owned(), source: Source::Text(text.to_owned()), regions: BTreeSet::new(), first_at: None };
+    scenario.check()?;
+    Ok(scenario)
+}
+
+impl Scenario {
+    /// Parses every line, keeping only the regions named and the first `at`.
+    fn check(&mut self) -> Result<(), ScenarioError> {
+        let mut regions = BTreeSet::new();
+        let mut first_at = None;
+        for item in self.lines()? {
+            let (number, at, line) = item?;
+            first_at = first_at.or(at);
+            let region = match &line {
+                Line::Staff(staff) => staff.region.as_deref(),
+                Line::Subject(subject) => Some(subject.region.as_str()),
+                _ => None,
+            };
+            if let Some(region) = region {
+                regions.insert(RegionId::new(region).map_err(|error| self.failed(number, format!("field region: {error}")))?);
+            }
         }
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+        if regions.is_empty() {
+            return Err(self.failed(0, "the scenario names no region (no subject and no staff with a region)".to_owned()));
         }
-        if raw.len() > SCENARIO_LINE_BYTES_MAX {
-            return Err(failed(number, format!("line is over {SCENARIO_LINE_BYTES_MAX} bytes")));
-        }
-        let (at, line) = parse_line(trimmed).map_err(|message| failed(number, message))?;
-        let region = match &line {
-            Line::Staff(staff) => staff.region.as_deref(),
-            Line::Subject(subject) => Some(subject.region.as_str()),
-            _ => None,
+        self.regions = regions;
+        self.first_at = first_at;
+        Ok(())
+    }
+
+    /// The lines to replay, parsed one at a time (comments and blank lines skipped).
+    fn lines(&self) -> Result<Box<dyn Iterator<Item = Result<Numbered, ScenarioError>> + '_>, ScenarioError> {
+        let reader: Box<dyn std::io::BufRead + '_> = match &self.source {
+            Source::Text(text) => Box::new(text.as_bytes()),
+            Source::File => {
+                let file = std::fs::File::open(&self.path).map_err(|error| self.failed(0, error.to_string()))?;
+                Box::new(std::io::BufReader::with_capacity(1 << 16, file))
+            }
         };
-        if let Some(region) = region {
-            regions.insert(RegionId::new(region).map_err(|error| failed(number, format!("field region: {error}")))?);
-        }
-        lines.push((number, at, line));
+        let mut reader = reader;
+        let mut number = 0;
+        let mut buffer = Vec::new();
+        Ok(Box::new(std::iter::from_fn(move || {
+            loop {
+                number += 1;
+                buffer.clear();
+                let read = std::io::Read::take(&mut reader, SCENARIO_LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut buffer);
+                match read {
+                    Err(error) => return Some(Err(self.failed(number, error.to_string()))),
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                }
+                if number > SCENARIO_LINES_MAX {
+                    return Some(Err(self.failed(number, format!("more than {SCENARIO_LINES_MAX} lines"))));
+                }
+                if buffer.last() == Some(&b'\n') {
+                    buffer.pop();
+                } else if buffer.len() > SCENARIO_LINE_BYTES_MAX {
+                    return Some(Err(self.failed(number, format!("line is over {SCENARIO_LINE_BYTES_MAX} bytes"))));
+                }
+                let Ok(raw) = std::str::from_utf8(&buffer) else {
+                    return Some(Err(self.failed(number, "line is not UTF-8".to_owned())));
+                };
+                let trimmed = raw.trim();
+                if trimmed.is_empty() || trimmed.starts_with('#') {
+                    continue;
+                }
+                return Some(match parse_line(trimmed) {
+                    Ok((at, line)) => Ok((number, at, line)),
+                    Err(message) => Err(self.failed(number, message)),
+                });
+            }
+        })))
     }
-    if regions.is_empty() {
-        return Err(failed(0, "the scenario names no region (no subject and no staff with a region)".to_owned()));
+
+    fn failed(&self, line: usize, message: String) -> ScenarioError {
+        ScenarioError { path: self.path.display().to_string(), line, message }
     }
-    Ok(Scenario { path: path.to_owned(), lines, regions })
 }
 
 /// Splits `op` and `at` off a line and decodes the rest strictly for that op: unknown ops
@@ -266,9 +359,10 @@ pub async fn replay_into(
     on: &mut dyn FnMut(&serde_json::Value),
 ) -> Result<Tally, Failure> {
     let mut tally = Tally::default();
-    let name = scenario.path.display().to_string();
-    for (number, at, line) in &scenario.lines {
-        let failed = |message: String| Failure::Input(ScenarioError { path: name.clone(), line: *number, message });
+    for item in scenario.lines().map_err(Failure::Input)? {
+        let (number, at, line) = item.map_err(Failure::Input)?;
+        let (at, line) = (&at, &line);
+        let failed = |message: String| Failure::Input(scenario.failed(number, message));
         if let (Some(at), Some(clock)) = (at, clock)
             && !clock.advance_to(*at)
         {
@@ -366,9 +460,12 @@ pub fn alert_line(alert: &Alert) -> serde_json::Value {
     })
 }
 
-async fn replay(scenario: &Scenario, geo: Option<&Path>, out: &mut impl std::io::Write) -> Result<(), Failure> {
+async fn replay(scenario: &Scenario, geo: Option<&Path>, keep: Option<&Path>, print: Print, out: &mut impl std::io::Write) -> Result<(), Failure> {
     let directory = tempfile::tempdir().context("creating the replay deployment")?;
-    let data = directory.path().join("data");
+    let data = match keep {
+        Some(keep) => keep.to_owned(),
+        None => directory.path().join("data"),
+    };
     let geo = geo.map(|path| std::fs::canonicalize(path).map(|mmdb| GeoConfig { mmdb })).transpose().context("geo database")?;
     service::init_data_dir(
         &data,
@@ -381,13 +478,13 @@ async fn replay(scenario: &Scenario, geo: Option<&Path>, out: &mut impl std::io:
         },
     )
     .context("creating the replay deployment")?;
-    let start = scenario.lines.iter().find_map(|(_, at, _)| *at).unwrap_or_else(|| REPLAY_EPOCH.parse().expect("the replay epoch parses"));
+    let start = scenario.first_at.unwrap_or_else(|| REPLAY_EPOCH.parse().expect("the replay epoch parses"));
     let clock = Arc::new(ManualClock::new(start));
     let (_config, gate) = service::open_gate(&data, clock.clone()).await.context("opening the replay deployment")?;
     let mut emitted: Result<(), Failure> = Ok(());
     let mut detection = Detection::new(&DetectionConfig::default());
     let tally = replay_into(&gate, Some(&clock), scenario, &mut detection, &mut |line| {
-        if emitted.is_ok() {
+        if emitted.is_ok() && (print == Print::All || line["kind"] == "alert") {
             emitted = emit(out, line);
         }
     })
@@ -502,11 +599,10 @@ async fn audit_logs(gate: &Gate, data: &Path) -> Result<(u64, bool), Failure> {
 /// A one-line description of each access of a scenario (`s-cn-1 asks ip_address exact of
 /// u-j1 for internal_investigation on LEAK-7`), by access id, for people reading a replay.
 pub fn describe_accesses(scenario: &Scenario) -> HashMap<String, String> {
-    scenario
-        .lines
-        .iter()
-        .filter_map(|(_, _, line)| match line {
-            Line::Access(AccessLine { actor, input }) => {
+    let Ok(lines) = scenario.lines() else { return HashMap::new() };
+    lines
+        .filter_map(|item| match item {
+            Ok((_, _, Line::Access(AccessLine { actor, input }))) => {
                 let fields: Vec<String> = input.fields.iter().map(|(field, view)| format!("{field} {view}")).collect();
                 let case = input.case.as_deref().map(|case| format!(" on {case}")).unwrap_or_else(|| " with no case".to_owned());
                 Some((

@@ -163,7 +163,7 @@ impl<'a> Access<'a> {
                 (None, _) if entry.break_glass => Explanation::BreakGlass,
                 (None, _) => Explanation::NoCase,
                 (Some(_), None) => Explanation::UnknownCase,
-                (Some(_), Some(case)) if !case.open => Explanation::CaseClosed,
+                (Some(_), Some(case)) if case.closed_by(entry.at_ms) => Explanation::CaseClosed,
                 (Some(_), Some(case)) if !case.assignees.contains(&entry.actor.id) => Explanation::ActorNotAssigned,
                 (Some(_), Some(case)) if !subject.is_empty() && !case.subjects.contains(subject) => {
                     if entry.break_glass { Explanation::BreakGlass } else { Explanation::SubjectNotInScope }

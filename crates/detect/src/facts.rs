@@ -26,6 +26,17 @@ pub struct CaseFacts {
     pub updated_at_ms: i64,
 }
 
+impl CaseFacts {
+    /// Whether the case was already closed at `at_ms`. The directory keeps a case's status
+    /// and its last change, not its history: a closed case was closed at or before its last
+    /// change, so it is known closed at `at_ms` only when that change came no later. A case
+    /// closed after the access (a ticket closed an hour after the last read, seen by a
+    /// detector that lags or replays a stored log) still explains it.
+    pub fn closed_by(&self, at_ms: i64) -> bool {
+        !self.open && self.updated_at_ms <= at_ms
+    }
+}
+
 /// Working hours in a time zone, as minutes after local midnight; `end` before `start`
 /// crosses midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

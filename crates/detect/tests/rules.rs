@@ -133,6 +133,26 @@ fn explained_ordinary_work_raises_nothing() {
 }
 
 #[test]
+fn a_case_explains_the_looks_made_before_it_closed_and_none_after() {
+    let mut run = Run::new();
+    run.case("T-1", "support", &["s-1"], &["u-1"], None);
+    let closed = |run: &mut Run, at_ms: i64| {
+        let mut case = (*run.facts.cases["T-1"]).clone();
+        case.open = false;
+        case.updated_at_ms = at_ms;
+        run.facts.cases.insert("T-1".to_owned(), Arc::new(case));
+    };
+    // The detector reads the directory as it is now: the ticket was closed an hour after the
+    // read, so the read was made on an open case.
+    closed(&mut run, T0 + HOUR);
+    run.access(read("s-1", "u-1", &[], &[("email", "masked")], "support", Some("T-1"), T0));
+    assert!(run.raised("unexplained_access").is_empty(), "{:#?}", run.alerts);
+    // A read after the closing is not explained by the case.
+    run.access(read("s-1", "u-1", &[], &[("email", "masked")], "support", Some("T-1"), T0 + 2 * HOUR));
+    assert_eq!(run.raised("unexplained_access").len(), 1, "{:#?}", run.alerts);
+}
+
+#[test]
 fn an_unexplained_first_look_is_medium_and_a_list_of_them_high() {
     let mut run = Run::new();
     let alerts = run.access(read("s-1", "u-1", &[], &[("phone", "exact")], "support", None, T0));

@@ -12,7 +12,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use service::{AlertDesk, AlertView, Caller, NoteView, ServiceError};
@@ -98,6 +98,14 @@ pub struct EvidenceProof {
     /// checkpoint, as `/v1/log/{region}/proof/receipt` serves it; `null` when there is none
     /// (see `reason`).
     pub proof: Option<String>,
+    /// The entry as the log holds it (its 32-byte salt, then the canonical decision), base64:
+    /// with `leaf_hash` and the region's origin it is the receipt `custos receipt verify`
+    /// checks against `proof`. Present whenever `proof` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// The RFC 6962 leaf hash of `entry`, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_hash: Option<String>,
     /// Why `proof` is `null`: no signed checkpoint covers the entry yet, the region is not
     /// served here, or the alert has more than 100 evidence entries.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,15 +183,22 @@ async fn alert(
     let (alert, notes) = stored_alert(desk, &id).await?;
     let mut evidence_proofs = Vec::with_capacity(alert.evidence.len());
     for (position, evidence) in alert.evidence.iter().enumerate() {
-        let (proof, reason) = if position >= EVIDENCE_PROOFS_MAX {
+        let (proved, reason) = if position >= EVIDENCE_PROOFS_MAX {
             (None, Some(format!("only the first {EVIDENCE_PROOFS_MAX} evidence entries are proved here; ask /v1/log/{}/proof/receipt?index={}", evidence.region, evidence.index)))
         } else {
             match evidence_proof(&state, &evidence.region, evidence.index).await? {
-                Ok(proof) => (Some(proof), None),
+                Ok(proved) => (Some(proved), None),
                 Err(reason) => (None, Some(reason)),
             }
         };
-        evidence_proofs.push(EvidenceProof { region: evidence.region.clone(), index: evidence.index, proof, reason });
+        let (proof, entry, leaf_hash) = match proved {
+            Some((proof, entry)) => {
+                let leaf_hash = tlog::leaf_hash(&entry);
+                (Some(proof), Some(STANDARD.encode(&entry)), Some(STANDARD.encode(leaf_hash.as_bytes())))
+            }
+            None => (None, None, None),
+        };
+        evidence_proofs.push(EvidenceProof { region: evidence.region.clone(), index: evidence.index, proof, entry, leaf_hash, reason });
     }
     Ok(Json(AlertDetail { alert: AlertView::new(&alert), notes: notes.iter().map(NoteView::new).collect(), evidence_proofs }))
 }
@@ -286,7 +301,7 @@ async fn act(state: &AppState, caller: &Caller, id: &str, action: AlertAction, n
 
 /// The tlog-proof text of an evidence entry, `Err` with the reason when there is none to
 /// give; a failing log or store is the outer error.
-async fn evidence_proof(state: &AppState, region: &str, index: u64) -> Result<Result<String, String>, ApiError> {
+async fn evidence_proof(state: &AppState, region: &str, index: u64) -> Result<Result<(String, Vec<u8>), String>, ApiError> {
     let region = match model::RegionId::new(region) {
         Ok(region) => region,
         Err(error) => return Ok(Err(format!("the evidence names no valid region: {error}"))),
@@ -296,13 +311,14 @@ async fn evidence_proof(state: &AppState, region: &str, index: u64) -> Result<Re
         Err(error @ ServiceError::RegionNotServed(_)) => return Ok(Err(error.to_string())),
         Err(error) => return Err(error.into()),
     };
-    match log.tlog_proof(index).await {
-        Ok(proof) => String::from_utf8(proof)
-            .map(Ok)
-            .map_err(|_| ApiError::from(ServiceError::Internal("a tlog-proof is not UTF-8".to_owned()))),
-        Err(ServiceError::InvalidProofRequest(reason)) => Ok(Err(reason)),
-        Err(error) => Err(error.into()),
-    }
+    let proof = match log.tlog_proof(index).await {
+        Ok(proof) => String::from_utf8(proof).map_err(|_| ApiError::from(ServiceError::Internal("a tlog-proof is not UTF-8".to_owned())))?,
+        Err(ServiceError::InvalidProofRequest(reason)) => return Ok(Err(reason)),
+        Err(error) => return Err(error.into()),
+    };
+    // INVARIANT: a signed checkpoint covers `index` (the proof exists), so the entry is stored.
+    let entry = log.stored_entry(index).await?.ok_or_else(|| ServiceError::Internal(format!("entry {index} is proved but not stored")))?;
+    Ok(Ok((proof, entry)))
 }
 
 /// The store filter and the page size a query asks for; 400 naming the parameter otherwise.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use base64::Engine as _;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -304,6 +305,7 @@ async fn evidence_comes_with_a_tlog_proof_that_verifies() {
     assert_eq!(proofs.len(), evidence.len());
     for proof in proofs {
         assert_eq!(proof["proof"], Value::Null, "no signed checkpoint covers the entry yet: {proof}");
+        assert!(proof.get("entry").is_none() && proof.get("leaf_hash").is_none(), "{proof}");
         assert!(proof["reason"].as_str().unwrap().contains("not covered"), "{proof}");
     }
 
@@ -317,6 +319,10 @@ async fn evidence_comes_with_a_tlog_proof_that_verifies() {
         let text = proof["proof"].as_str().unwrap();
         let parsed = tlog::TlogProof::parse(text.as_bytes()).unwrap();
         let entry = f.t.log_store.log_entries(index, index + 1).await.unwrap().remove(0);
+        let served = base64::engine::general_purpose::STANDARD.decode(proof["entry"].as_str().unwrap()).unwrap();
+        assert_eq!(served, entry, "the evidence carries the entry as the log holds it");
+        let leaf_hash = base64::engine::general_purpose::STANDARD.decode(proof["leaf_hash"].as_str().unwrap()).unwrap();
+        assert_eq!(leaf_hash, tlog::leaf_hash(&entry).as_bytes(), "and its leaf hash");
         let receipt = audit::Receipt { origin: "custos.test/custos/us".to_owned(), index: tlog::LeafIndex(index), leaf_hash: tlog::leaf_hash(&entry) };
         audit::verify_receipt(&receipt, &entry, &parsed, &f.t.log_verifier_key()).unwrap();
         // The proof is for that entry and no other.
@@ -525,4 +531,21 @@ async fn the_alert_routes_are_in_the_openapi_document_behind_staff_tokens() {
     }
     let codes = &document["components"]["schemas"]["ErrorCode"]["enum"];
     assert!(codes.as_array().unwrap().contains(&json!("detector_unavailable")), "{codes}");
+}
+
+#[tokio::test]
+async fn concurrent_resolves_log_one_action_and_refuse_the_other() {
+    let f = fixture(false).await;
+    f.unexplained_read("s-agent", "u-plain").await;
+    f.desk.catch_up().await.unwrap();
+    let id = f.alerts("?rule=unexplained_access").await[0]["id"].as_str().unwrap().to_owned();
+    let officer = f.officer();
+    let path = format!("/v1/alerts/{id}/resolve");
+    let resolve = |note: &'static str| f.call("POST", &path, Some(&officer), Some(json!({ "note": note })));
+    let (first, second) = tokio::join!(resolve("benign: first"), resolve("benign: second"));
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{first:?} {second:?}");
+    let actions = f.logged_actions().await;
+    assert_eq!(actions.len(), 1, "only the resolve that took effect is logged: {actions:?}");
 }

@@ -179,6 +179,10 @@ pub struct AlertDesk {
     deliver: bool,
     options: DeskOptions,
     running: Mutex<Running>,
+    // Held from the status check to the store update of an acknowledge or resolve, so two
+    // concurrent actions on one alert cannot both be logged: the second sees the first's
+    // status and is refused before anything is appended.
+    acting: Mutex<()>,
 }
 
 impl std::fmt::Debug for AlertDesk {
@@ -212,6 +216,7 @@ impl AlertDesk {
             deliver,
             options,
             running: Mutex::new(Running { detection, observed_at_save, saved_at: Instant::now(), saved_at_ms }),
+            acting: Mutex::new(()),
         })
     }
 
@@ -328,6 +333,7 @@ impl AlertDesk {
                 message: "resolving an alert needs a note saying why".to_owned(),
             });
         }
+        let _acting = self.acting.lock().await;
         let (alert, _notes) = self.store.alert(id).await?.ok_or_else(|| ServiceError::NotFound(format!("alert {id}")))?;
         if action.apply(alert.status).is_none() {
             return Err(ServiceError::InvalidAlertTransition {

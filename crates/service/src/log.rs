@@ -194,6 +194,13 @@ impl RegionLog {
             .collect()
     }
 
+    /// The entry at `index` as the log holds it (salt and canonical bytes: what its leaf hash
+    /// covers), or `None` beyond the log's size.
+    pub async fn stored_entry(&self, index: u64) -> Result<Option<Vec<u8>>, ServiceError> {
+        let Some(end) = index.checked_add(1) else { return Ok(None) };
+        Ok(self.store.log_entries(index, end).await?.into_iter().next())
+    }
+
     /// Signs the current tree now and returns the note text.
     pub async fn sign_now(&self) -> Result<String, ServiceError> {
         let signed = self.checkpointer.sign_now().await.map_err(|error| ServiceError::Log(error.to_string()))?;
