@@ -4,7 +4,9 @@
 //! Each scenario's own ids (the `id` of its staff, subjects, cases and accesses) get the
 //! prefix `m<N>-`, N its position on the command line from 1, wherever they appear as a value
 //! (actors, assignees, approvers, case and access references); personal data values are left
-//! as they are. Every time in a scenario can be moved by whole days. The lines are then merged
+//! as they are. Every time in a scenario can be moved by whole days, or by whole weeks so that it
+//! starts in a given week (scenarios written for different dates then all land inside the
+//! background's period, on their own weekdays and local hours). The lines are then merged
 //! by `at` into the background, which is read as a stream and never held in memory. A line
 //! without `at` (a definition) goes just before its scenario's next timed line.
 //!
@@ -20,7 +22,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use serde_json::Value;
 
 /// Largest scenario file mixed in (the scenarios are held in memory; the background is not).
@@ -39,8 +41,12 @@ pub struct MixArgs {
     #[arg(required = true)]
     pub scenarios: Vec<PathBuf>,
     /// Move every time in the scenarios by this many days (a multiple of 7 keeps weekdays).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, conflicts_with = "start_week")]
     pub shift_days: i64,
+    /// Move each scenario by whole weeks so that its first timed line falls in the seven days
+    /// from this date (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub start_week: Option<NaiveDate>,
     /// Where to write the mix [default: standard output].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -65,7 +71,10 @@ pub fn run(args: &MixArgs) -> anyhow::Result<()> {
     if args.shift_days.abs() > SHIFT_DAYS_MAX {
         bail!("--shift-days {}: at most {SHIFT_DAYS_MAX} days either way", args.shift_days);
     }
-    let shift = TimeDelta::days(args.shift_days);
+    let placement = match args.start_week {
+        Some(week) => Placement::Week(week),
+        None => Placement::Shift(TimeDelta::days(args.shift_days)),
+    };
     let mut headers = Vec::new();
     let mut lines = Vec::new();
     let mut defined: HashSet<String> = HashSet::new();
@@ -75,7 +84,7 @@ pub fn run(args: &MixArgs) -> anyhow::Result<()> {
             bail!("{}: {size} bytes; a scenario mixed in is at most {MIX_SCENARIO_BYTES_MAX}", path.display());
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
-        let rewritten = rewrite(path, &text, &format!("m{}-", position + 1), shift)?;
+        let rewritten = rewrite(path, &text, &format!("m{}-", position + 1), placement)?;
         headers.push(format!("# from {} (ids prefixed m{}-)", path.display(), position + 1));
         headers.extend(rewritten.headers);
         lines.extend(rewritten.lines);
@@ -102,8 +111,18 @@ pub fn run(args: &MixArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a scenario's times go.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// Every time moves by this much.
+    Shift(TimeDelta),
+    /// Every time moves by whole weeks, so that the first `at` falls in the seven days from
+    /// this date.
+    Week(NaiveDate),
+}
+
 /// Prefixes the ids `text` defines, moves its times, and gives each line the time it goes at.
-fn rewrite(path: &Path, text: &str, prefix: &str, shift: TimeDelta) -> anyhow::Result<Rewritten> {
+fn rewrite(path: &Path, text: &str, prefix: &str, placement: Placement) -> anyhow::Result<Rewritten> {
     let mut parsed = Vec::new();
     let mut ids = HashSet::new();
     let mut headers = Vec::new();
@@ -126,6 +145,23 @@ fn rewrite(path: &Path, text: &str, prefix: &str, shift: TimeDelta) -> anyhow::R
             ids.insert(id.clone());
         }
         parsed.push((number, value));
+    }
+    let shift = match placement {
+        Placement::Shift(shift) => shift,
+        Placement::Week(week) => {
+            let first = parsed.iter().find_map(|(_, value)| value.get("at").and_then(Value::as_str));
+            match first.map(DateTime::parse_from_rfc3339) {
+                Some(Ok(first)) => {
+                    let days = (week - first.to_utc().date_naive()).num_days();
+                    TimeDelta::days(7 * days.div_euclid(7) + if days.rem_euclid(7) == 0 { 0 } else { 7 })
+                }
+                Some(Err(error)) => bail!("{}: field at: not an RFC 3339 time: {error}", path.display()),
+                None => TimeDelta::zero(),
+            }
+        }
+    };
+    if shift.num_days().abs() > SHIFT_DAYS_MAX {
+        bail!("{}: moving it to the week asked is {} days; at most {SHIFT_DAYS_MAX}", path.display(), shift.num_days());
     }
     let mut rewritten = Rewritten::default();
     for (number, expectation) in headers {
@@ -271,11 +307,15 @@ mod tests {
     use super::*;
 
     fn mixed(background: &str, scenarios: &[&str], shift_days: i64) -> anyhow::Result<String> {
+        placed(background, scenarios, Placement::Shift(TimeDelta::days(shift_days)))
+    }
+
+    fn placed(background: &str, scenarios: &[&str], placement: Placement) -> anyhow::Result<String> {
         let mut headers = Vec::new();
         let mut lines = Vec::new();
         let mut defined = HashSet::new();
         for (position, text) in scenarios.iter().enumerate() {
-            let rewritten = rewrite(Path::new("s.jsonl"), text, &format!("m{}-", position + 1), TimeDelta::days(shift_days))?;
+            let rewritten = rewrite(Path::new("s.jsonl"), text, &format!("m{}-", position + 1), placement)?;
             headers.extend(rewritten.headers);
             lines.extend(rewritten.lines);
             defined.extend(rewritten.ids);
@@ -324,6 +364,20 @@ mod tests {
         assert!(out.contains(r#""at":"2026-03-09T11:00:00Z""#), "{out}");
         assert!(out.contains(r#""observed_at":"2026-03-09T10:00:00Z""#), "{out}");
         assert!(!out.contains("2026-03-02"), "{out}");
+    }
+
+    #[test]
+    fn a_start_week_moves_each_scenario_by_whole_weeks_into_it() {
+        // 2026-03-02 is a Monday; the week asked starts on Wednesday 2026-04-01, so the
+        // scenario moves five weeks, to Monday 2026-04-06, keeping its weekday and hour.
+        let week = NaiveDate::from_ymd_opt(2026, 4, 1).expect("date");
+        let out = placed("", &[SCENARIO], Placement::Week(week)).expect("mix");
+        assert!(out.contains(r#""at":"2026-04-06T11:00:00Z""#), "{out}");
+        let early = SCENARIO.replace("2026-03-02", "2025-12-29");
+        let out = placed("", &[&early], Placement::Week(week)).expect("mix");
+        assert!(out.contains(r#""at":"2026-04-06T11:00:00Z""#), "each scenario is moved by its own weeks: {out}");
+        let same = placed("", &[SCENARIO], Placement::Week(NaiveDate::from_ymd_opt(2026, 3, 2).expect("date"))).expect("mix");
+        assert!(same.contains(r#""at":"2026-03-02T11:00:00Z""#), "already in the week: not moved: {same}");
     }
 
     #[test]
