@@ -295,22 +295,36 @@ fn a_detector_killed_mid_stream_stores_exactly_the_alerts_of_an_uninterrupted_ru
     let mut mid_stream = 0;
     let mut attempts = 0;
     let mut last = (0u64, 0usize);
+    // Shrinks when a run ends before its kill, so later kills come earlier.
+    let mut scale = 1.0;
+    let same_as_uninterrupted = |data: &Path| {
+        let (after_kills, queue) = stored(data);
+        assert_eq!(after_kills, expected, "the same alerts, field for field (seed {seed})");
+        assert_eq!(queue, expected_queue, "each alert queued for the webhook exactly once (seed {seed})");
+    };
     while mid_stream < KILLS_MID_STREAM_MIN {
         attempts += 1;
         assert!(attempts <= KILL_ATTEMPTS_MAX, "only {mid_stream} of {attempts} kills landed mid-stream (seed {seed})");
         let remaining = 1.0 - last.0 as f64 / total as f64;
-        let deadline = pace.mul_f64(rng.random_range(0.05..0.6) * remaining.max(0.1));
-        let after_alerts = (attempts % 2 == 1).then(|| rng.random_range(1..=3));
-        let ended = run_detect(&killed, after_alerts, Some(deadline));
+        let deadline = pace.mul_f64(rng.random_range(0.05..0.6) * remaining.max(0.1) * scale);
+        // Odd runs die right after their n-th new alert (always mid-stream while alerts are
+        // still to come); even runs at a random moment.
+        let ended = if attempts % 2 == 1 {
+            run_detect(&killed, Some(rng.random_range(1..=3)), None)
+        } else {
+            run_detect(&killed, None, Some(deadline))
+        };
         let progress = (checkpointed(&killed), stored(&killed).0.len());
         match ended {
             Ended::Killed if progress.0 < total && progress != last => mid_stream += 1,
             Ended::Killed => {}
             Ended::Done => {
-                // It finished before the kill: start over from an untouched copy.
+                // It finished before the kill: what the kills so far left must already be
+                // exact; then start over from an untouched copy, killing sooner.
+                same_as_uninterrupted(&killed);
                 std::fs::remove_dir_all(&killed).unwrap();
                 copy_dir(&original, &killed);
-                mid_stream = 0;
+                scale /= 2.0;
                 last = (0, 0);
                 continue;
             }
