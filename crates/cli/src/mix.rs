@@ -27,8 +27,6 @@ use serde_json::Value;
 
 /// Largest scenario file mixed in (the scenarios are held in memory; the background is not).
 pub const MIX_SCENARIO_BYTES_MAX: u64 = 64 << 20;
-/// Longest background line, in bytes (as `custos scenario run` accepts).
-const BACKGROUND_LINE_BYTES_MAX: usize = crate::scenario::SCENARIO_LINE_BYTES_MAX;
 /// Most days a scenario's times may be moved, either way.
 pub const SHIFT_DAYS_MAX: i64 = 36_600;
 
@@ -258,19 +256,11 @@ fn merge(
     let mut last: Option<DateTime<Utc>> = None;
     loop {
         number += 1;
-        buffer.clear();
-        let read = std::io::Read::take(&mut background, BACKGROUND_LINE_BYTES_MAX as u64 + 1)
-            .read_until(b'\n', &mut buffer)
-            .with_context(|| format!("failed to read {}", path.display()))?;
-        if read == 0 {
-            break;
-        }
-        if buffer.last() == Some(&b'\n') {
-            buffer.pop();
-        } else if buffer.len() > BACKGROUND_LINE_BYTES_MAX {
-            bail!("{}:{number}: line is over {BACKGROUND_LINE_BYTES_MAX} bytes", path.display());
-        }
-        let text = std::str::from_utf8(&buffer).with_context(|| format!("{}:{number}: line is not UTF-8", path.display()))?;
+        let text = match crate::scenario::read_line(&mut background, &mut buffer) {
+            Ok(Some(text)) => text,
+            Ok(None) => break,
+            Err(message) => bail!("{}:{number}: {message}", path.display()),
+        };
         let trimmed = text.trim();
         if !trimmed.is_empty() && !trimmed.starts_with('#') {
             let line: BackgroundLine =

@@ -10,7 +10,6 @@
 //! replay it, so a file of millions of lines is never held in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -224,37 +223,26 @@ impl Scenario {
 
     /// The lines to replay, parsed one at a time (comments and blank lines skipped).
     fn lines(&self) -> Result<Box<dyn Iterator<Item = Result<Numbered, ScenarioError>> + '_>, ScenarioError> {
-        let reader: Box<dyn std::io::BufRead + '_> = match &self.source {
+        let mut reader: Box<dyn std::io::BufRead + '_> = match &self.source {
             Source::Text(text) => Box::new(text.as_bytes()),
             Source::File => {
                 let file = std::fs::File::open(&self.path).map_err(|error| self.failed(0, error.to_string()))?;
                 Box::new(std::io::BufReader::with_capacity(1 << 16, file))
             }
         };
-        let mut reader = reader;
         let mut number = 0;
         let mut buffer = Vec::new();
         Ok(Box::new(std::iter::from_fn(move || {
             loop {
                 number += 1;
-                buffer.clear();
-                let read = std::io::Read::take(&mut reader, SCENARIO_LINE_BYTES_MAX as u64 + 1).read_until(b'\n', &mut buffer);
-                match read {
-                    Err(error) => return Some(Err(self.failed(number, error.to_string()))),
-                    Ok(0) => return None,
-                    Ok(_) => {}
-                }
+                let raw = match read_line(&mut reader, &mut buffer) {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => return None,
+                    Err(message) => return Some(Err(self.failed(number, message))),
+                };
                 if number > SCENARIO_LINES_MAX {
                     return Some(Err(self.failed(number, format!("more than {SCENARIO_LINES_MAX} lines"))));
                 }
-                if buffer.last() == Some(&b'\n') {
-                    buffer.pop();
-                } else if buffer.len() > SCENARIO_LINE_BYTES_MAX {
-                    return Some(Err(self.failed(number, format!("line is over {SCENARIO_LINE_BYTES_MAX} bytes"))));
-                }
-                let Ok(raw) = std::str::from_utf8(&buffer) else {
-                    return Some(Err(self.failed(number, "line is not UTF-8".to_owned())));
-                };
                 let trimmed = raw.trim();
                 if trimmed.is_empty() || trimmed.starts_with('#') {
                     continue;
@@ -270,6 +258,23 @@ impl Scenario {
     fn failed(&self, line: usize, message: String) -> ScenarioError {
         ScenarioError { path: self.path.display().to_string(), line, message }
     }
+}
+
+/// Reads the next line of a scenario file into `buffer` and returns it without its newline;
+/// `None` at the end. A line longer than [`SCENARIO_LINE_BYTES_MAX`] is refused before it is
+/// all read, so one bad line cannot fill memory; the message says what is wrong with it.
+pub(crate) fn read_line<'b>(reader: &mut impl std::io::BufRead, buffer: &'b mut Vec<u8>) -> Result<Option<&'b str>, String> {
+    buffer.clear();
+    let read = std::io::BufRead::read_until(&mut std::io::Read::take(&mut *reader, SCENARIO_LINE_BYTES_MAX as u64 + 1), b'\n', buffer).map_err(|error| error.to_string())?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if buffer.last() == Some(&b'\n') {
+        buffer.pop();
+    } else if buffer.len() > SCENARIO_LINE_BYTES_MAX {
+        return Err(format!("line is over {SCENARIO_LINE_BYTES_MAX} bytes"));
+    }
+    std::str::from_utf8(buffer).map(Some).map_err(|_| "line is not UTF-8".to_owned())
 }
 
 /// Splits `op` and `at` off a line and decodes the rest strictly for that op: unknown ops
