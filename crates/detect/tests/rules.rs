@@ -199,6 +199,27 @@ fn the_leak_hunt_pattern_is_a_critical_co_location_probe() {
     assert!(run.raised("purpose_mismatch").iter().any(|alert| alert.subjects == vec!["u-j1".to_owned()] && alert.severity == Severity::High));
 }
 
+/// Found in the 1,000,000-access background run: a privacy officer answering data subject
+/// requests read everything of the requesters, a journalist and an employee among them,
+/// within a week. Each look is on the subject's own request: no probe.
+#[test]
+fn answering_data_subject_requests_is_not_a_co_location_probe() {
+    let mut run = Run::new();
+    run.case("DSR-1", "data_subject_request", &["s-po"], &["u-j1"], Some("u-j1"));
+    run.case("DSR-2", "data_subject_request", &["s-po"], &["u-e1"], Some("u-e1"));
+    run.case("DSR-3", "data_subject_request", &["s-po"], &["u-3"], Some("u-3"));
+    let all = [("ip_address", "exact"), ("location", "exact"), ("email", "exact")];
+    run.access(read("s-po", "u-j1", &["journalist"], &all, "data_subject_request", Some("DSR-1"), T0));
+    run.access(read("s-po", "u-e1", &["staff"], &all, "data_subject_request", Some("DSR-2"), T0 + DAY));
+    run.access(read("s-po", "u-3", &[], &all, "data_subject_request", Some("DSR-3"), T0 + 2 * DAY));
+    assert!(run.raised("co_location_probe").is_empty(), "{:#?}", run.raised("co_location_probe"));
+    // The same looks on a case nobody of them asked for are the leak hunt.
+    run.case("INV-4", "internal_investigation", &["s-po"], &["u-j1", "u-e1"], None);
+    run.access(read("s-po", "u-j1", &["journalist"], &all, "internal_investigation", Some("INV-4"), T0 + 3 * DAY));
+    run.access(read("s-po", "u-e1", &["staff"], &all, "internal_investigation", Some("INV-4"), T0 + 3 * DAY + HOUR));
+    assert!(run.raised("co_location_probe").iter().any(|alert| alert.severity == Severity::Critical));
+}
+
 #[test]
 fn off_shift_without_a_case_is_high_and_on_call_is_quiet() {
     let mut run = Run::new();

@@ -4,7 +4,11 @@
 //! Attempts count as much as reads: a refused probe is still a probe. Critical when a
 //! protected subject is among the outside ones.
 //!
-//! Not raised for country-level views, nor for looks at only one side.
+//! Not raised for country-level views, nor for looks at only one side. A look at a subject
+//! on a case that subject asked for (`Explanation::OwnRequest`: a data subject request, an
+//! account recovery) is not a probe of their whereabouts and does not count: a privacy
+//! officer preparing the copies that a journalist and an employee asked for in the same week
+//! compares nobody's whereabouts.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -13,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Rule, hours_ms, restore_state, save_state, when};
 use crate::engine::{ALERT_EVIDENCE_MAX, Finding};
-use crate::event::{Access, Evidence};
+use crate::event::{Access, Evidence, Explanation};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,7 +74,11 @@ impl Rule for CoLocationProbe {
     }
 
     fn on_access(&mut self, access: &Access<'_>, out: &mut Vec<Finding>) {
-        if !access.asked_whereabouts || access.subject_id().is_empty() || access.entry.actor.kind == "machine" {
+        if !access.asked_whereabouts
+            || access.subject_id().is_empty()
+            || access.entry.actor.kind == "machine"
+            || access.explanation == Explanation::OwnRequest
+        {
             return;
         }
         let window_ms = hours_ms(self.config.window_hours);
