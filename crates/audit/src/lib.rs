@@ -17,6 +17,6 @@ pub use fetch::{DIRECTORY_FILE_BYTES_MAX, DirectoryFetcher, FetchError, Fetcher}
 pub use receipt::{Receipt, ReceiptError, verify_receipt};
 pub use state::{TrustedState, TrustedStateError};
 pub use verify::{
-    BUNDLE_BYTES_MAX, CHECKPOINT_BYTES_MAX, TREE_SIZE_MAX, VerifyError, VerifyOptions,
+    BUNDLE_BYTES_MAX, BUNDLES_IN_FLIGHT_MAX, CHECKPOINT_BYTES_MAX, ENTRY_THREADS_MAX, TREE_SIZE_MAX, VerifyError, VerifyOptions,
     VerifyReport, verify_log,
 };

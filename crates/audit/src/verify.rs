@@ -6,11 +6,14 @@
 //! All tiles are held in memory while they are checked ([`tlog::TileHashReader`] needs
 //! them together), which is why [`TREE_SIZE_MAX`] bounds the trees this verifier takes.
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError, mpsc};
+
 use tlog::{
     BUNDLE_ENTRIES_MAX, Checkpoint, CompactRange, CosignatureVerifier, ENTRY_BYTES_MAX,
-    EntryBundleId, Hash, Note, NoteVerifyError, TILE_WIDTH_MAX, TileHashReader, TileId,
-    TileVerifyError, TreeSize, Verifier, VkeyError, bundles_for_size, consistency_proof,
-    decode_bundle, encode_bundle, leaf_hash, tiles_for_size, verify_consistency,
+    EntryBundleId, Hash, Note, NoteVerifyError, TILE_HEIGHT, TILE_WIDTH_MAX, TileHashReader,
+    TileId, TileVerifyError, TreeSize, Verifier, VkeyError, bundles_for_size, consistency_proof,
+    decode_bundle, encode_bundle, root_from_leaves, tiles_for_size, verify_consistency,
 };
 
 use tlog::hash::HASH_BYTES;
@@ -25,6 +28,12 @@ pub const CHECKPOINT_BYTES_MAX: usize = 64 * 1024;
 /// The largest entry bundle accepted: 256 entries of the largest size a u16 prefix can
 /// state, with their prefixes.
 pub const BUNDLE_BYTES_MAX: usize = BUNDLE_ENTRIES_MAX * (2 + ENTRY_BYTES_MAX);
+/// Most threads that hash entries with [`VerifyOptions::entries`] (fewer on machines with
+/// fewer cores): SHA-256 of the entries is the verifier's main cost.
+pub const ENTRY_THREADS_MAX: usize = 8;
+/// Entry bundles fetched and handed to the hashing threads but not yet folded into the
+/// recomputed root; bounds the bundle bytes held at once.
+pub const BUNDLES_IN_FLIGHT_MAX: usize = 32;
 /// The largest tree verified. All its tiles are held in memory at once (about 33 bytes
 /// per entry: 32 at level 0 plus the levels above), so 2^24 entries need about 550 MB.
 pub const TREE_SIZE_MAX: u64 = 1 << 24;
@@ -202,16 +211,7 @@ pub fn verify_log(
 
     let mut entries_verified = None;
     if options.entries {
-        let mut recomputed = CompactRange::new();
-        for bundle in &bundles {
-            let bytes = fetch_bundle(fetcher, *bundle)?;
-            let entries = reader
-                .verify_bundle(*bundle, &bytes)
-                .map_err(|error| bundle_error(error, *bundle))?;
-            let leaves: Vec<Hash> = entries.iter().map(|entry| leaf_hash(entry)).collect();
-            recomputed.extend(&leaves);
-            report_progress();
-        }
+        let recomputed = check_entries(fetcher, &reader, &bundles, &mut report_progress)?;
         // The tiles already tie each leaf to the root; recomputing from the entries
         // alone means the result does not rest on the tile-checking code being right.
         if recomputed.size() != size || recomputed.root() != checkpoint.root() {
@@ -246,6 +246,136 @@ pub fn verify_log(
         partial_tile_fallbacks,
         entries_verified,
     })
+}
+
+/// What one hashing thread hands back for a bundle whose entries all matched their tile:
+/// the root of a full bundle's 256 leaves, or the leaves of the (last) partial bundle.
+enum BundleHashes {
+    Root(Hash),
+    Leaves(Vec<Hash>),
+}
+
+/// Fetches the bundles in order on this thread and checks them on up to
+/// [`ENTRY_THREADS_MAX`] threads: each entry is hashed once, its leaf hash compared with the
+/// verified level-0 tile, and the leaves folded (a full bundle into its root on the
+/// hashing thread) into a root recomputed from the entries alone, in order. The first
+/// failing bundle in log order is reported, as a one-thread run would report it.
+fn check_entries(
+    fetcher: &dyn Fetcher,
+    reader: &TileHashReader,
+    bundles: &[EntryBundleId],
+    report_progress: &mut dyn FnMut(),
+) -> Result<CompactRange, VerifyError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, ENTRY_THREADS_MAX);
+    let (job_sender, job_receiver) = mpsc::sync_channel::<(usize, Vec<u8>)>(BUNDLES_IN_FLIGHT_MAX);
+    let jobs = Mutex::new(job_receiver);
+    let (result_sender, results) = mpsc::channel::<(usize, Result<BundleHashes, VerifyError>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (jobs, result_sender) = (&jobs, result_sender.clone());
+            scope.spawn(move || {
+                loop {
+                    let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    // The sender is gone: every bundle was handed out, or the check stopped.
+                    let Ok((position, bytes)) = job else { return };
+                    let bundle = bundles[position];
+                    let hashed = reader
+                        .verify_bundle_leaves(bundle, &bytes)
+                        .map(|leaves| {
+                            if bundle.is_partial() {
+                                BundleHashes::Leaves(leaves)
+                            } else {
+                                BundleHashes::Root(root_from_leaves(&leaves))
+                            }
+                        })
+                        .map_err(|error| bundle_error(error, bundle));
+                    if result_sender.send((position, hashed)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(result_sender);
+
+        let mut folding = Folding { recomputed: CompactRange::new(), next: 0, arrived: BTreeMap::new() };
+        let mut job_sender = Some(job_sender);
+        for (position, bundle) in bundles.iter().enumerate() {
+            // Bound what is fetched but not yet folded.
+            while position - folding.next >= BUNDLES_IN_FLIGHT_MAX {
+                folding.receive(&results, report_progress)?;
+            }
+            match fetch_bundle(fetcher, *bundle) {
+                Ok(bytes) => {
+                    // INVARIANT: the sender is only taken below, after which the loop ends.
+                    let sender = job_sender.as_ref().expect("sender held while fetching");
+                    // The workers only stop once the sender is dropped or a send of theirs
+                    // fails, which needs `results` dropped: both outlive this loop.
+                    sender.send((position, bytes)).expect("hashing threads run until the sender is dropped");
+                }
+                Err(error) => {
+                    // An earlier bundle's failure comes first in log order.
+                    drop(job_sender.take());
+                    while folding.next < position {
+                        folding.receive(&results, report_progress)?;
+                    }
+                    return Err(error);
+                }
+            }
+            folding.drain(&results, report_progress)?;
+        }
+        drop(job_sender);
+        while folding.next < bundles.len() {
+            folding.receive(&results, report_progress)?;
+        }
+        Ok(folding.recomputed)
+    })
+}
+
+/// Bundle results folded in log order into the recomputed root.
+struct Folding {
+    recomputed: CompactRange,
+    /// The position of the next bundle to fold.
+    next: usize,
+    arrived: BTreeMap<usize, Result<BundleHashes, VerifyError>>,
+}
+
+type Hashed = mpsc::Receiver<(usize, Result<BundleHashes, VerifyError>)>;
+
+impl Folding {
+    /// Waits for one result, then folds what is ready.
+    fn receive(&mut self, results: &Hashed, report_progress: &mut dyn FnMut()) -> Result<(), VerifyError> {
+        // INVARIANT: callers only wait for bundles already handed to the threads, and a
+        // thread sends the result of every bundle it took before it exits.
+        let (position, hashed) = results.recv().expect("a hashing thread answers every bundle it took");
+        self.arrived.insert(position, hashed);
+        self.fold_ready(report_progress)
+    }
+
+    /// Folds what has arrived without waiting.
+    fn drain(&mut self, results: &Hashed, report_progress: &mut dyn FnMut()) -> Result<(), VerifyError> {
+        while let Ok((position, hashed)) = results.try_recv() {
+            self.arrived.insert(position, hashed);
+        }
+        self.fold_ready(report_progress)
+    }
+
+    fn fold_ready(&mut self, report_progress: &mut dyn FnMut()) -> Result<(), VerifyError> {
+        while let Some(hashed) = self.arrived.remove(&self.next) {
+            match hashed? {
+                BundleHashes::Root(root) => {
+                    // INVARIANT: only the last bundle is partial, so a full one starts at a
+                    // multiple of 256 entries.
+                    self.recomputed.append_subtree(TILE_HEIGHT, root).expect("full bundles are aligned");
+                }
+                BundleHashes::Leaves(leaves) => self.recomputed.extend(&leaves),
+            }
+            self.next += 1;
+            report_progress();
+        }
+        Ok(())
+    }
 }
 
 /// Fetches the checkpoint and checks the log's signature before reading its text, so

@@ -136,6 +136,8 @@ pub const FETCH_THREADS: usize = 4;
 /// Entry bundles fetched ahead of the one the verifier is checking (with `--entries`), so
 /// that checking and fetching overlap; bounds the memory held to this many bundles.
 pub const BUNDLES_AHEAD_MAX: usize = 64;
+/// Idle connections kept for reuse: one per thread that fetches (tiles, then bundles).
+pub const CONNECTIONS_IDLE_MAX: usize = 2 * FETCH_THREADS;
 /// Redirects followed; the bearer token is never sent across them (ureq's default).
 pub const REDIRECTS_MAX: u32 = 5;
 
@@ -170,14 +172,22 @@ impl HttpFetcher {
             .root_certs(ureq::tls::RootCerts::WebPki)
             .unversioned_rustls_crypto_provider(crypto)
             .build();
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
             .timeout_global(Some(REQUEST_DURATION_MAX))
             .max_redirects(REDIRECTS_MAX)
+            // Keep a connection per fetching thread: with fewer (ureq's default is 3 per
+            // host), connections are closed and reopened all the time.
+            .max_idle_connections(CONNECTIONS_IDLE_MAX)
+            .max_idle_connections_per_host(CONNECTIONS_IDLE_MAX)
             .user_agent(concat!("custos/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            ResolveOnce::default(),
+        );
         HttpFetcher {
             agent,
             base: base.trim_end_matches('/').to_owned(),
@@ -188,6 +198,34 @@ impl HttpFetcher {
     /// The log prefix requests are made under.
     pub fn base(&self) -> &str {
         &self.base
+    }
+}
+
+/// ureq resolves the host before every request, even on a pooled connection, and with a
+/// timeout set it does so on a new thread each time: thousands of threads for one audit.
+/// This resolver asks ureq's own once per scheme and authority (the log's host, and any
+/// host a redirect leads to) and answers from that afterwards; an audit is short, so the
+/// addresses do not go stale.
+#[derive(Debug, Default)]
+struct ResolveOnce {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    resolved: Mutex<HashMap<String, ureq::unversioned::resolver::ResolvedSocketAddrs>>,
+}
+
+impl ureq::unversioned::resolver::Resolver for ResolveOnce {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |authority| authority.as_str()));
+        if let Some(addresses) = self.resolved.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(addresses.clone());
+        }
+        let addresses = self.inner.resolve(uri, config, timeout)?;
+        self.resolved.lock().unwrap_or_else(PoisonError::into_inner).insert(key, addresses.clone());
+        Ok(addresses)
     }
 }
 

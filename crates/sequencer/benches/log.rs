@@ -7,12 +7,16 @@
 //!   [`APPENDERS`] concurrent tasks; an iteration is [`ENTRIES_PER_ITERATION`] entries of
 //!   [`ENTRY_BYTES`] bytes, each acknowledged only after its batch committed.
 //! - `inclusion_proof/<backend>`: inclusion proofs for random leaves of a log of
-//!   [`PROOF_LOG_ENTRIES`] entries, read from stored tiles ([`StoredHashes`]) and built
-//!   with `tlog`, from [`PROOF_TASKS`] concurrent tasks — what the proof endpoint does.
-//!   An iteration is [`PROOFS_PER_ITERATION`] proofs.
+//!   [`PROOF_LOG_ENTRIES`] entries, hashes read through one [`TileCache`] (full tiles
+//!   cached with their interior nodes, partial ones from the store) and proofs built with
+//!   `tlog`, from [`PROOF_TASKS`] concurrent tasks — what `RegionLog` does for the proof
+//!   endpoints and receipts. An iteration is [`PROOFS_PER_ITERATION`] proofs; the cache
+//!   warms during criterion's warm-up. `inclusion_proof_uncached/<backend>`: the same
+//!   through [`StoredHashes`] alone (every tile read and hashed per proof), for comparison.
 //! - `integration_latency/<backend>` (printed after criterion's output, not a criterion group):
-//!   appends at full rate for [`LATENCY_RUN`] while a checkpointer signs every
-//!   [`CHECKPOINT_INTERVAL_DEFAULT`], and reports p50/p99/max of the time from calling
+//!   appends at full rate for [`LATENCY_RUN`] while the checkpointer's periodic signer runs
+//!   with the default interval ([`CHECKPOINT_INTERVAL_DEFAULT`]) tracking the sequencer's
+//!   coverage (as `RegionLog` runs it), and reports p50/p99/max of the time from calling
 //!   `append` to the persisting of the first signed checkpoint that covers the entry.
 
 use std::sync::{Arc, Mutex};
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use model::RegionId;
-use sequencer::{CHECKPOINT_INTERVAL_DEFAULT, Checkpointer, Sequencer, StoredHashes};
+use sequencer::{CHECKPOINT_INTERVAL_DEFAULT, Checkpointer, Sequencer, StoredHashes, TileCache};
 use store::{LogStore, SqliteStore};
 use tlog::{LeafIndex, TreeSize, inclusion_proof, subtrees_for_inclusion_proof};
 
@@ -165,24 +169,34 @@ fn proofs(
     let task_count: usize = std::env::var("LOG_BENCH_PROOF_TASKS").map_or(PROOF_TASKS, |text| {
         text.parse().expect("LOG_BENCH_PROOF_TASKS is a count")
     });
-    let mut group = criterion.benchmark_group("inclusion_proof");
-    group.throughput(Throughput::Elements(PROOFS_PER_ITERATION as u64));
-    for (name, open) in backends {
-        let store = open();
-        let size = runtime.block_on(async {
-            let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("start"));
-            append_all(&sequencer, PROOF_LOG_ENTRIES, false).await;
-            TreeSize(store.log_state().await.expect("state").size.0)
-        });
-        group.bench_function(*name, |bench| {
+    let logs: Vec<(&str, Arc<dyn LogStore>, TreeSize)> = backends
+        .iter()
+        .map(|(name, open)| {
+            let store = open();
+            let size = runtime.block_on(async {
+                let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("start"));
+                append_all(&sequencer, PROOF_LOG_ENTRIES, false).await;
+                TreeSize(store.log_state().await.expect("state").size.0)
+            });
+            (*name, store, size)
+        })
+        .collect();
+    for cached in [true, false] {
+        let group_name = if cached { "inclusion_proof" } else { "inclusion_proof_uncached" };
+        let mut group = criterion.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(PROOFS_PER_ITERATION as u64));
+        for (name, store, size) in &logs {
+            let size = *size;
+            let cache = Arc::new(TileCache::new());
+            group.bench_function(*name, |bench| {
             bench.to_async(runtime).iter_custom(|iterations| {
-                let store = Arc::clone(&store);
+                let (store, cache) = (Arc::clone(store), Arc::clone(&cache));
                 async move {
                     let started = Instant::now();
                     for iteration in 0..iterations {
                         let mut tasks = tokio::task::JoinSet::new();
                         for task in 0..task_count {
-                            let store = Arc::clone(&store);
+                            let (store, cache) = (Arc::clone(&store), Arc::clone(&cache));
                             tasks.spawn(async move {
                                 for proof in 0..PROOFS_PER_ITERATION / task_count {
                                     // A spread of leaves that differs per task and iteration.
@@ -194,10 +208,12 @@ fn proofs(
                                         spread.wrapping_mul(0x9e37_79b9_7f4a_7c15) % size.0,
                                     );
                                     let subtrees = subtrees_for_inclusion_proof(index, size);
-                                    let reader =
-                                        StoredHashes::read(store.as_ref(), size, &subtrees)
-                                            .await
-                                            .expect("read tiles");
+                                    let reader = if cached {
+                                        cache.read(store.as_ref(), size, &subtrees).await
+                                    } else {
+                                        StoredHashes::read(store.as_ref(), size, &subtrees).await
+                                    }
+                                    .expect("read tiles");
                                     std::hint::black_box(
                                         inclusion_proof(&reader, index, size).expect("proof"),
                                     );
@@ -210,36 +226,37 @@ fn proofs(
                 }
             });
         });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
-/// Appends at full rate for [`LATENCY_RUN`] while signing every
-/// [`CHECKPOINT_INTERVAL_DEFAULT`] (as `RegionLog` does), then prints the percentiles of
-/// append call → first covering checkpoint persisted.
+/// Appends at full rate for [`LATENCY_RUN`] while the periodic signer runs with
+/// [`CHECKPOINT_INTERVAL_DEFAULT`], tracking the sequencer (as `RegionLog` does), then
+/// prints the percentiles of append call → first covering checkpoint persisted.
 fn latency(runtime: &tokio::runtime::Runtime, name: &str, store: Arc<dyn LogStore>) {
-    let (mut latencies, appended, elapsed) = runtime.block_on(async {
+    let (mut latencies, appended, elapsed, signings) = runtime.block_on(async {
+        let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("start"));
         let checkpointer = Arc::new(
             Checkpointer::new(Arc::clone(&store), "bench.example/custos/bench", &[7; 32])
-                .expect("checkpointer"),
+                .expect("checkpointer")
+                .tracking(sequencer.coverage()),
         );
-        let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("start"));
         let signed: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
-        let signer = {
-            let (checkpointer, signed) = (Arc::clone(&checkpointer), Arc::clone(&signed));
+        // Each persisted checkpoint is announced right after it is saved; the time taken
+        // here is at or after the save, so latencies are if anything overstated.
+        let recorder = {
+            let (mut receiver, signed) = (checkpointer.subscribe(), Arc::clone(&signed));
             tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL_DEFAULT);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    ticker.tick().await;
-                    let checkpoint = checkpointer.sign_now().await.expect("sign");
-                    signed
-                        .lock()
-                        .expect("signed")
-                        .push((Instant::now(), checkpoint.checkpoint.size().0));
+                while receiver.changed().await.is_ok() {
+                    let size = receiver.borrow_and_update().as_ref().map(|signed| signed.checkpoint.size().0);
+                    if let Some(size) = size {
+                        signed.lock().expect("signed").push((Instant::now(), size));
+                    }
                 }
             })
         };
+        let signer = Arc::clone(&checkpointer).spawn_periodic(CHECKPOINT_INTERVAL_DEFAULT);
         let started = Instant::now();
         let mut appends = Vec::new();
         while started.elapsed() < LATENCY_RUN {
@@ -249,6 +266,7 @@ fn latency(runtime: &tokio::runtime::Runtime, name: &str, store: Arc<dyn LogStor
         // Wait for the checkpoint covering the last entries.
         tokio::time::sleep(CHECKPOINT_INTERVAL_DEFAULT * 2).await;
         signer.abort();
+        recorder.abort();
         let signed = signed.lock().expect("signed").clone();
         let latencies: Vec<Duration> = appends
             .iter()
@@ -260,16 +278,18 @@ fn latency(runtime: &tokio::runtime::Runtime, name: &str, store: Arc<dyn LogStor
                 covered.duration_since(called)
             })
             .collect();
-        (latencies, appends.len(), elapsed)
+        let signings = signed.iter().filter(|&&(at, _)| at <= started + elapsed).count();
+        (latencies, appends.len(), elapsed, signings)
     });
     latencies.sort();
     let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     println!(
-        "integration latency/{name}: {appended} entries at {:.0} entries/s, append → covering checkpoint p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (signing every {} ms)",
+        "integration latency/{name}: {appended} entries at {:.0} entries/s, append → covering checkpoint p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (checkpoint interval {} ms; {signings} signings in {:.1} s)",
         appended as f64 / elapsed.as_secs_f64(),
         percentile(0.50).as_secs_f64() * 1e3,
         percentile(0.99).as_secs_f64() * 1e3,
         latencies.last().expect("entries").as_secs_f64() * 1e3,
-        CHECKPOINT_INTERVAL_DEFAULT.as_millis()
+        CHECKPOINT_INTERVAL_DEFAULT.as_millis(),
+        elapsed.as_secs_f64()
     );
 }

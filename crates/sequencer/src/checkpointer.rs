@@ -8,8 +8,16 @@
 //! the check does not trust this process's memory, and a store rewound or swapped for a
 //! fork is refused (error plus `tracing::error!`). The signed checkpoint is persisted
 //! before it is returned, so nothing is published that a restart could contradict.
+//!
+//! The periodic signer ([`Checkpointer::spawn_periodic`]) keeps a deadline rather than a
+//! beat: with the sequencer's [`Coverage`] attached ([`Checkpointer::tracking`]), it signs
+//! when the oldest acknowledged entry that no checkpoint covers is `interval` old less the
+//! time a signing takes ([`Checkpointer::lead`]), so that entry is covered within `interval`
+//! of its `append` call; and at the latest `interval` after the previous signing began, so
+//! an idle log is re-signed every interval.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use store::{LogStore, StoreError, StoredCheckpoint};
@@ -18,11 +26,20 @@ use tlog::{
     consistency_proof, subtrees_for_consistency_proof, verify_consistency,
 };
 
-use crate::stored_hashes::{StoredHashError, StoredHashes};
+use crate::coverage::Coverage;
+use crate::stored_hashes::StoredHashError;
+use crate::tile_cache::TileCache;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// How often [`Checkpointer::spawn_periodic`] signs when not told otherwise.
 pub const CHECKPOINT_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+/// Recent signings whose durations the periodic signer remembers.
+pub const SIGNING_SAMPLES: usize = 8;
+/// Added to the longest recent signing to get [`Checkpointer::lead`]: room for a signing
+/// slower than any recent one and for the timer waking late on a busy machine.
+pub const SIGNING_MARGIN: Duration = Duration::from_millis(25);
 
 /// A checkpoint that was signed and persisted.
 #[derive(Debug, Clone)]
@@ -63,6 +80,14 @@ pub struct Checkpointer {
     origin: String,
     // Serializes signing in this process; the store serializes saves across processes.
     signing: tokio::sync::Mutex<()>,
+    /// Full tiles for the consistency proofs, shared with the log's proof endpoints.
+    tiles: Arc<TileCache>,
+    /// What the sequencer made durable and no checkpoint covers yet, if tracked.
+    coverage: Option<Arc<Coverage>>,
+    /// How long the last [`SIGNING_SAMPLES`] signings took, newest last.
+    durations: Mutex<VecDeque<Duration>>,
+    /// The last checkpoint persisted by this process.
+    signed: watch::Sender<Option<SignedCheckpoint>>,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -90,7 +115,39 @@ impl Checkpointer {
             signer,
             origin: origin.to_owned(),
             signing: tokio::sync::Mutex::new(()),
+            tiles: Arc::new(TileCache::new()),
+            coverage: None,
+            durations: Mutex::new(VecDeque::with_capacity(SIGNING_SAMPLES)),
+            signed: watch::Sender::new(None),
         })
+    }
+
+    /// Signs with a deadline: each signing reports what it covers to `coverage` (the
+    /// log's [`crate::Sequencer::coverage`]), and [`Checkpointer::spawn_periodic`] signs
+    /// before its oldest uncovered entry is an interval old.
+    pub fn tracking(mut self, coverage: Arc<Coverage>) -> Checkpointer {
+        self.coverage = Some(coverage);
+        self
+    }
+
+    /// The cache of full tiles this checkpointer builds consistency proofs from; the
+    /// log's proof endpoints share it.
+    pub fn tile_cache(&self) -> Arc<TileCache> {
+        Arc::clone(&self.tiles)
+    }
+
+    /// The checkpoints this process persists, as they are persisted (`None` before the
+    /// first).
+    pub fn subscribe(&self) -> watch::Receiver<Option<SignedCheckpoint>> {
+        self.signed.subscribe()
+    }
+
+    /// How long before an entry's deadline the periodic signer starts signing: the
+    /// longest of the last [`SIGNING_SAMPLES`] signings plus [`SIGNING_MARGIN`], at most
+    /// half the interval (so the signer never signs back to back).
+    pub fn lead(&self, interval: Duration) -> Duration {
+        let longest = self.durations.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().max().unwrap_or_default();
+        (longest + SIGNING_MARGIN).min(interval / 2)
     }
 
     /// The verifier for this log's signatures.
@@ -105,23 +162,53 @@ impl Checkpointer {
     /// Signs the tree the store holds now, after checking it extends the last signed one,
     /// and persists the note before returning it.
     pub async fn sign_now(&self) -> Result<SignedCheckpoint, CheckpointError> {
+        let started = Instant::now();
         let _signing = self.signing.lock().await;
         let result = self.sign_locked().await;
-        if let Err(error) = &result {
-            tracing::error!(%error, origin = %self.origin, "checkpoint not signed");
+        match &result {
+            Ok(signed) => {
+                if let Some(coverage) = &self.coverage {
+                    coverage.signed(signed.checkpoint.size());
+                }
+                self.signed.send_replace(Some(signed.clone()));
+            }
+            Err(error) => tracing::error!(%error, origin = %self.origin, "checkpoint not signed"),
         }
+        let mut durations = self.durations.lock().unwrap_or_else(PoisonError::into_inner);
+        if durations.len() == SIGNING_SAMPLES {
+            durations.pop_front();
+        }
+        durations.push_back(started.elapsed());
+        drop(durations);
         result
     }
 
-    /// Signs every `interval` until the handle is aborted. Failures are logged by
-    /// [`Checkpointer::sign_now`] and retried at the next tick.
+    /// Signs now and then until the handle is aborted: when the oldest uncovered entry
+    /// reaches its deadline (see the module docs), and at the latest `interval` after the
+    /// previous signing began. Failures are logged by [`Checkpointer::sign_now`] and
+    /// retried `interval` later.
     pub fn spawn_periodic(self: Arc<Self>, interval: Duration) -> JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                let _ = self.sign_now().await;
+                let started = Instant::now();
+                let signed = self.sign_now().await.is_ok();
+                loop {
+                    let deadline = if signed {
+                        let oldest = self.coverage.as_ref().and_then(|coverage| coverage.oldest_unsigned());
+                        signing_deadline(interval, self.lead(interval), started, oldest)
+                    } else {
+                        started + interval
+                    };
+                    let Some(coverage) = self.coverage.as_ref().filter(|_| signed) else {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => break,
+                        // A first uncovered entry may bring the deadline forward.
+                        () = coverage.first_unsigned_arrived() => {}
+                    }
+                }
             }
         })
     }
@@ -182,7 +269,9 @@ impl Checkpointer {
             CheckpointError::ProofUnavailable(error)
         };
         let subtrees = subtrees_for_consistency_proof(old, new);
-        let reader = StoredHashes::read(self.store.as_ref(), new, &subtrees)
+        let reader = self
+            .tiles
+            .read(self.store.as_ref(), new, &subtrees)
             .await
             .map_err(|error| match error {
                 StoredHashError::Store(error) => CheckpointError::Store(error),
@@ -192,3 +281,44 @@ impl Checkpointer {
     }
 }
 
+
+/// When the periodic signer signs next, given the last signing began at `last_started`:
+/// `interval` after that (an idle log is re-signed every interval), or earlier when the
+/// oldest uncovered entry, handed to `append` at `oldest_unsigned`, would otherwise wait
+/// longer than `interval` — early by `lead`, the time a signing takes — but never sooner
+/// than `lead` after the last signing began.
+pub fn signing_deadline(interval: Duration, lead: Duration, last_started: Instant, oldest_unsigned: Option<Instant>) -> Instant {
+    let idle = last_started + interval;
+    match oldest_unsigned {
+        Some(oldest) => (oldest + interval.saturating_sub(lead)).clamp(last_started + lead.min(interval), idle),
+        None => idle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(1_000);
+    const LEAD: Duration = Duration::from_millis(40);
+
+    #[test]
+    fn an_idle_log_is_signed_every_interval() {
+        let last = Instant::now();
+        assert_eq!(signing_deadline(INTERVAL, LEAD, last, None), last + INTERVAL);
+    }
+
+    #[test]
+    fn the_oldest_uncovered_entry_sets_the_deadline() {
+        let last = Instant::now();
+        // Acknowledged just before the last signing read the tree, so not covered by it.
+        let oldest = last - Duration::from_millis(5);
+        assert_eq!(signing_deadline(INTERVAL, LEAD, last, Some(oldest)), oldest + INTERVAL - LEAD);
+        // Arrived later than the idle deadline allows for: the idle deadline comes first.
+        let late = last + Duration::from_millis(500);
+        assert_eq!(signing_deadline(INTERVAL, LEAD, last, Some(late)), last + INTERVAL);
+        // Long overdue (signings failed): sign again, but not back to back.
+        let stale = last - 3 * INTERVAL;
+        assert_eq!(signing_deadline(INTERVAL, LEAD, last, Some(stale)), last + LEAD);
+    }
+}

@@ -14,7 +14,9 @@ use store::{LOG_BATCH_ENTRIES_MAX, LogBatch, LogStore, StoreError};
 use tlog::{ENTRY_BYTES_MAX, Hash, LeafIndex, leaf_hash};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+use crate::coverage::Coverage;
 use crate::integration::{Integration, IntegrationError};
 
 /// Entries waiting for the sequencer; appenders wait for room beyond this (backpressure).
@@ -47,6 +49,8 @@ pub enum AppendError {
 
 struct Pending {
     entry: Vec<u8>,
+    /// When `append` was called: the coverage deadline counts from here.
+    received: Instant,
     reply: oneshot::Sender<Result<Receipt, AppendError>>,
 }
 
@@ -55,6 +59,7 @@ struct Pending {
 pub struct Sequencer {
     sender: mpsc::Sender<Pending>,
     task: JoinHandle<()>,
+    coverage: Arc<Coverage>,
 }
 
 impl Sequencer {
@@ -62,8 +67,15 @@ impl Sequencer {
     pub async fn start(store: Arc<dyn LogStore>) -> Result<Sequencer, IntegrationError> {
         let integration = Integration::load(store.as_ref()).await?;
         let (sender, receiver) = mpsc::channel(QUEUE_ENTRIES_MAX);
-        let task = tokio::spawn(run(store, Some(integration), receiver));
-        Ok(Sequencer { sender, task })
+        let coverage = Arc::new(Coverage::new());
+        let task = tokio::spawn(run(store, Some(integration), receiver, Arc::clone(&coverage)));
+        Ok(Sequencer { sender, task, coverage })
+    }
+
+    /// What this sequencer made durable that no checkpoint covers yet; hand it to the
+    /// log's [`crate::Checkpointer::tracking`] so the periodic signer keeps its deadline.
+    pub fn coverage(&self) -> Arc<Coverage> {
+        Arc::clone(&self.coverage)
     }
 
     /// Sequences one entry; returns once the batch holding it is durable.
@@ -72,8 +84,9 @@ impl Sequencer {
             return Err(AppendError::EntryTooLarge { bytes: entry.len() });
         }
         let (reply, answer) = oneshot::channel();
+        let received = Instant::now();
         self.sender
-            .send(Pending { entry, reply })
+            .send(Pending { entry, received, reply })
             .await
             .map_err(|_| AppendError::Stopped)?;
         answer.await.map_err(|_| AppendError::Stopped)?
@@ -81,7 +94,7 @@ impl Sequencer {
 
     /// Stops taking entries, lets the task finish what is queued, and waits for it.
     pub async fn close(self) {
-        let Sequencer { sender, task } = self;
+        let Sequencer { sender, task, coverage: _ } = self;
         drop(sender);
         if let Err(error) = task.await
             && error.is_panic()
@@ -95,6 +108,7 @@ async fn run(
     store: Arc<dyn LogStore>,
     mut integration: Option<Integration>,
     mut receiver: mpsc::Receiver<Pending>,
+    coverage: Arc<Coverage>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -120,6 +134,8 @@ async fn run(
                 }
             },
         };
+        // The queue is FIFO, so the first entry is the oldest; min() does not rely on it.
+        let oldest = batch.iter().map(|pending| pending.received).min().unwrap_or_else(Instant::now);
         let (entries, replies): (Vec<Vec<u8>>, Vec<_>) = batch
             .into_iter()
             .map(|pending| (pending.entry, pending.reply))
@@ -135,6 +151,9 @@ async fn run(
         };
         match store.append_batch(&log_batch).await {
             Ok(()) => {
+                // Before the appenders hear their index: from now on the signer owes them
+                // a checkpoint.
+                coverage.durable(next.size(), oldest);
                 integration = Some(next);
                 for (offset, (reply, leaf_hash)) in replies.into_iter().zip(leaves).enumerate() {
                     let receipt = Receipt {

@@ -1,6 +1,7 @@
 //! Hashes of complete subtrees read from a log's stored tiles, so that the log can build
 //! inclusion and consistency proofs (the proof functions are synchronous; the store is not,
-//! so the hashes a proof needs are read first).
+//! so the hashes a proof needs are read first). [`StoredHashes::read`] reads every tile a
+//! proof needs from the store; [`crate::TileCache::read`] keeps full tiles between proofs.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -20,42 +21,78 @@ pub enum StoredHashError {
     Store(#[source] StoreError),
 }
 
-impl StoredHashes {
-    /// Reads the hashes of `subtrees` (complete subtrees of the tree of `size` leaves): a
-    /// subtree at tree level `8l + r` is the perfect root of `2^r` consecutive hashes of one
-    /// tile at tile level `l`.
-    pub async fn read(store: &dyn LogStore, size: TreeSize, subtrees: &[Subtree]) -> Result<StoredHashes, StoredHashError> {
-        let missing = |subtree: Subtree| StoredHashError::Missing { level: subtree.level, index: subtree.index, size: size.0 };
+/// Where a complete subtree's hash lies: the tile (at its width in the tree of `size`)
+/// and the `2^rest` consecutive tile hashes from `offset` whose perfect root it is.
+pub(crate) struct TileSpan {
+    pub(crate) tile: TileId,
+    pub(crate) offset: usize,
+    pub(crate) rest: u8,
+    subtree: Subtree,
+    size: TreeSize,
+}
+
+impl TileSpan {
+    /// A subtree at tree level `8l + r` is the perfect root of `2^r` consecutive hashes of
+    /// one tile at tile level `l`.
+    pub(crate) fn locate(size: TreeSize, subtree: Subtree) -> Result<TileSpan, StoredHashError> {
+        let missing = || missing(subtree, size);
         let width_max = u64::from(TILE_WIDTH_MAX);
+        let tile_level = subtree.level / TILE_HEIGHT;
+        let rest = subtree.level % TILE_HEIGHT;
+        let first = subtree.index.checked_shl(u32::from(rest)).ok_or_else(missing)?;
+        let tile_index = first / width_max;
+        let at_level = size.0.checked_shr(u32::from(TILE_HEIGHT) * u32::from(tile_level)).unwrap_or(0);
+        let width = at_level.saturating_sub(tile_index * width_max).min(width_max);
+        let width = u16::try_from(width).ok().filter(|&width| width > 0).ok_or_else(missing)?;
+        let tile = TileId::new(tile_level, tile_index, width).map_err(|_| missing())?;
+        let offset = usize::try_from(first % width_max).map_err(|_| missing())?;
+        Ok(TileSpan { tile, offset, rest, subtree, size })
+    }
+
+    /// The tile hashes under the subtree, if the tile holds them all.
+    pub(crate) fn slice<'a>(&self, tile: &'a [Hash]) -> Option<&'a [Hash]> {
+        tile.get(self.offset..self.offset + (1usize << self.rest))
+    }
+
+    pub(crate) fn missing(&self) -> StoredHashError {
+        missing(self.subtree, self.size)
+    }
+}
+
+fn missing(subtree: Subtree, size: TreeSize) -> StoredHashError {
+    StoredHashError::Missing { level: subtree.level, index: subtree.index, size: size.0 }
+}
+
+impl StoredHashes {
+    /// Reads the hashes of `subtrees` (complete subtrees of the tree of `size` leaves),
+    /// each tile they lie in read once from the store.
+    pub async fn read(store: &dyn LogStore, size: TreeSize, subtrees: &[Subtree]) -> Result<StoredHashes, StoredHashError> {
         let mut tiles: HashMap<(u8, u64), Vec<Hash>> = HashMap::new();
         let mut hashes = HashMap::with_capacity(subtrees.len());
         for &subtree in subtrees {
-            let tile_level = subtree.level / TILE_HEIGHT;
-            let rest = u32::from(subtree.level % TILE_HEIGHT);
-            let first = subtree.index.checked_shl(rest).ok_or_else(|| missing(subtree))?;
-            let count = 1usize << rest;
-            let tile_index = first / width_max;
-            let tile = match tiles.entry((tile_level, tile_index)) {
+            let span = TileSpan::locate(size, subtree)?;
+            let tile = match tiles.entry((span.tile.level(), span.tile.index())) {
                 Entry::Occupied(occupied) => occupied.into_mut(),
-                Entry::Vacant(vacant) => {
-                    let at_level = size.0.checked_shr(u32::from(TILE_HEIGHT) * u32::from(tile_level)).unwrap_or(0);
-                    let width = at_level.saturating_sub(tile_index * width_max).min(width_max);
-                    let width = u16::try_from(width).ok().filter(|&width| width > 0).ok_or_else(|| missing(subtree))?;
-                    let id = TileId::new(tile_level, tile_index, width).map_err(|_| missing(subtree))?;
-                    let bytes = store.log_tile(id).await.map_err(StoredHashError::Store)?.ok_or_else(|| missing(subtree))?;
-                    vacant.insert(decode_tile(id, &bytes).map_err(|_| missing(subtree))?)
-                }
+                Entry::Vacant(vacant) => vacant.insert(StoredHashes::read_tile(store, span.tile, subtree, size).await?),
             };
-            let offset = usize::try_from(first % width_max).map_err(|_| missing(subtree))?;
-            let span = tile.get(offset..offset + count).ok_or_else(|| missing(subtree))?;
-            hashes.insert(subtree, perfect_root(span));
+            hashes.insert(subtree, perfect_root(span.slice(tile).ok_or_else(|| span.missing())?));
         }
         Ok(StoredHashes(hashes))
+    }
+
+    /// The hashes of one stored tile; `subtree` and `size` name what is missing if it is not stored.
+    pub(crate) async fn read_tile(store: &dyn LogStore, tile: TileId, subtree: Subtree, size: TreeSize) -> Result<Vec<Hash>, StoredHashError> {
+        let bytes = store.log_tile(tile).await.map_err(StoredHashError::Store)?.ok_or_else(|| missing(subtree, size))?;
+        decode_tile(tile, &bytes).map_err(|_| missing(subtree, size))
+    }
+
+    pub(crate) fn from_map(hashes: HashMap<Subtree, Hash>) -> StoredHashes {
+        StoredHashes(hashes)
     }
 }
 
 /// The root of a perfect tree over `hashes` (a power of two of them).
-fn perfect_root(hashes: &[Hash]) -> Hash {
+pub(crate) fn perfect_root(hashes: &[Hash]) -> Hash {
     let mut level = hashes.to_vec();
     while level.len() > 1 {
         level = level.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();

@@ -118,3 +118,19 @@ async fn two_sequencers_never_overwrite() {
     };
     common::two_sequencers_never_overwrite(store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_proofs_match_uncached() {
+    let Some((store, _guard, _)) = fresh().await else {
+        return;
+    };
+    common::cached_proofs_match_uncached(store).await;
+}
+
+#[tokio::test]
+async fn a_grown_tile_is_never_served_stale() {
+    let Some((store, _guard, _)) = fresh().await else {
+        return;
+    };
+    common::a_grown_tile_is_never_served_stale(store).await;
+}

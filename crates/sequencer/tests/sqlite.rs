@@ -100,3 +100,81 @@ async fn two_sequencers_never_overwrite() {
     let dir = tempfile::tempdir().expect("tempdir");
     common::two_sequencers_never_overwrite(open(dir.path())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_proofs_match_uncached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::cached_proofs_match_uncached(open(dir.path())).await;
+}
+
+#[tokio::test]
+async fn a_grown_tile_is_never_served_stale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::a_grown_tile_is_never_served_stale(open(dir.path())).await;
+}
+
+/// The periodic signer on tokio's paused clock (time moves only when every task waits on
+/// a timer, so the instants below are exact): an idle log is re-signed every interval; an
+/// entry whose wait began before a signing but became durable after it is covered before
+/// it has waited an interval, not at the next beat.
+#[tokio::test(start_paused = true)]
+async fn the_periodic_signer_keeps_the_coverage_deadline() {
+    use sequencer::{Checkpointer, Coverage, SIGNING_MARGIN};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn LogStore> = open(dir.path());
+    let sequencer = Sequencer::start(Arc::clone(&store)).await.expect("start");
+    // Reported to by hand below, to stand for a batch whose commit straddles a signing.
+    let coverage = Arc::new(Coverage::new());
+    let checkpointer = Arc::new(
+        Checkpointer::new(Arc::clone(&store), common::ORIGIN, &common::SECRET_KEY)
+            .expect("checkpointer")
+            .tracking(Arc::clone(&coverage)),
+    );
+    let mut signed = checkpointer.subscribe();
+    let mut next_signing = async || {
+        signed.changed().await.expect("signer runs");
+        let size = signed.borrow_and_update().as_ref().expect("signed").checkpoint.size();
+        (Instant::now(), size)
+    };
+    let start = Instant::now();
+    let periodic = Arc::clone(&checkpointer).spawn_periodic(INTERVAL);
+
+    // Signed at once, then every interval while idle.
+    assert_eq!(next_signing().await, (start, TreeSize(0)));
+    assert_eq!(next_signing().await, (start + INTERVAL, TreeSize(0)));
+    // Signing takes no time on the paused clock, so the lead is the margin alone.
+    assert_eq!(checkpointer.lead(INTERVAL), SIGNING_MARGIN);
+
+    // An entry handed to `append` 300 ms before the last signing, durable only now: the
+    // old fixed beat would cover it at start + 2 s, 1.3 s after its append.
+    let last = start + INTERVAL;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    sequencer.append(b"slow commit".to_vec()).await.expect("append");
+    let received = last - Duration::from_millis(300);
+    coverage.durable(TreeSize(1), received);
+    let (covered, size) = next_signing().await;
+    assert_eq!(size, TreeSize(1));
+    assert_eq!(covered, received + INTERVAL - SIGNING_MARGIN);
+    assert!(covered - received <= INTERVAL);
+
+    // Covered, so idle again: the next signing is an interval after this one.
+    assert_eq!(next_signing().await, (covered + INTERVAL, TreeSize(1)));
+
+    // An entry arriving while the signer waits out an idle interval moves the deadline
+    // forward only when it would otherwise wait longer than the interval: here it does
+    // not, and the idle beat covers it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let appended = Instant::now();
+    sequencer.append(b"on time".to_vec()).await.expect("append");
+    coverage.durable(TreeSize(2), appended);
+    let (covered_again, size) = next_signing().await;
+    assert_eq!((covered_again, size), (covered + 2 * INTERVAL, TreeSize(2)));
+    assert!(covered_again - appended <= INTERVAL);
+    assert_eq!(coverage.oldest_unsigned(), None);
+    periodic.abort();
+    sequencer.close().await;
+}

@@ -1,6 +1,7 @@
 //! One region's access log as the node runs it: the sequencer (the one writer), the
-//! checkpointer (signs on demand and on a fixed interval), and the reads the tile and
-//! proof endpoints serve from the region's store.
+//! checkpointer (signs on demand, and periodically so that every acknowledged entry is
+//! covered within the checkpoint interval), and the reads the tile and proof endpoints
+//! serve from the region's store (full tiles for proofs through a bounded cache).
 //!
 //! The server only serves what the store holds: clients check every tile against the
 //! signed root (tlog-tiles), and every proof against a checkpoint they verified, so a read
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::RegionId;
-use sequencer::{Checkpointer, SALT_BYTES, Sequencer, StoredHashError, StoredHashes, parse_salted_entry, salted_entry};
+use sequencer::{Checkpointer, SALT_BYTES, Sequencer, StoredHashError, StoredHashes, TileCache, parse_salted_entry, salted_entry};
 use store::LogStore;
 use tlog::{
     EntryBundleId, Hash, LeafIndex, Subtree, TileId, TreeSize, encode_bundle, subtrees_for_consistency_proof,
@@ -46,6 +47,9 @@ pub struct RegionLog {
     store: Arc<dyn LogStore>,
     sequencer: Sequencer,
     checkpointer: Arc<Checkpointer>,
+    /// Full tiles with their interior nodes, shared with the checkpointer: every proof
+    /// this log builds (endpoints, receipts, consistency before signing) reads through it.
+    tiles: Arc<TileCache>,
     periodic: Option<JoinHandle<()>>,
     /// Witnesses whose cosignatures are accepted, and how many make a checkpoint witnessed.
     witnesses: Vec<tlog::CosignatureVerifier>,
@@ -92,13 +96,16 @@ impl RegionLog {
         checkpoint_interval: Option<Duration>,
     ) -> Result<RegionLog, ServiceError> {
         let internal = |message: String| ServiceError::Internal(format!("log of region {region}: {message}"));
-        let checkpointer = Arc::new(
-            Checkpointer::new(Arc::clone(&store), origin, seed).map_err(|error| internal(error.to_string()))?,
-        );
         let sequencer = Sequencer::start(Arc::clone(&store)).await.map_err(|error| internal(error.to_string()))?;
+        let checkpointer = Arc::new(
+            Checkpointer::new(Arc::clone(&store), origin, seed)
+                .map_err(|error| internal(error.to_string()))?
+                .tracking(sequencer.coverage()),
+        );
+        let tiles = checkpointer.tile_cache();
         checkpointer.sign_now().await.map_err(|error| internal(error.to_string()))?;
         let periodic = checkpoint_interval.map(|interval| Arc::clone(&checkpointer).spawn_periodic(interval));
-        Ok(RegionLog { region, store, sequencer, checkpointer, periodic, witnesses: Vec::new(), quorum: 0 })
+        Ok(RegionLog { region, store, sequencer, checkpointer, tiles, periodic, witnesses: Vec::new(), quorum: 0 })
     }
 
     /// Accepts cosignatures from `witnesses` (tlog-cosignature/v1 vkeys, already parsed);
@@ -232,11 +239,14 @@ impl RegionLog {
     pub async fn entry_bundle(&self, bundle: EntryBundleId) -> Result<Option<Vec<u8>>, ServiceError> {
         let Some(first) = bundle.first_entry() else { return Ok(None) };
         let Some(end) = first.checked_add(u64::from(bundle.width())) else { return Ok(None) };
-        if end > self.store.log_state().await?.size.0 {
-            return Ok(None);
-        }
+        // One read: entries, tiles and state are written in one transaction, so a bundle
+        // whose entries are all there lies within the stored tree. Only a short read needs
+        // the state, to tell "beyond the tree" from entries missing inside it.
         let entries = self.store.log_entries(first, end).await?;
         if entries.len() as u64 != end - first {
+            if end > self.store.log_state().await?.size.0 {
+                return Ok(None);
+            }
             return Err(ServiceError::Log(format!("entries {first}..{end} are not all stored")));
         }
         let bytes = encode_bundle(&entries).map_err(|error| ServiceError::Log(error.to_string()))?;
@@ -292,9 +302,9 @@ impl RegionLog {
     }
 
     /// Reads the hashes of `subtrees` (complete subtrees of the tree of `size` leaves) from
-    /// the stored tiles.
+    /// the stored tiles, full tiles through the log's [`TileCache`].
     async fn prefetch(&self, size: TreeSize, subtrees: Vec<Subtree>) -> Result<StoredHashes, ServiceError> {
-        StoredHashes::read(self.store.as_ref(), size, &subtrees).await.map_err(|error| match error {
+        self.tiles.read(self.store.as_ref(), size, &subtrees).await.map_err(|error| match error {
             StoredHashError::Store(error) => error.into(),
             missing => ServiceError::Log(missing.to_string()),
         })

@@ -39,6 +39,12 @@ pub fn encode_bundle<T: AsRef<[u8]>>(entries: &[T]) -> Result<Vec<u8>, BundleErr
 
 /// Decodes a bundle into its entries.
 pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Vec<u8>>, BundleError> {
+    Ok(decode_bundle_slices(bytes)?.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+/// Decodes a bundle into slices of `bytes`, one per entry, without copying them (the
+/// verifier hashes each entry once and keeps none).
+pub fn decode_bundle_slices(bytes: &[u8]) -> Result<Vec<&[u8]>, BundleError> {
     let mut entries = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -54,7 +60,7 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Vec<u8>>, BundleError> {
             return Err(BundleError::TruncatedEntry { position, declared, available: after.len() });
         }
         let (entry, after) = after.split_at(declared);
-        entries.push(entry.to_vec());
+        entries.push(entry);
         rest = after;
     }
     Ok(entries)

@@ -24,6 +24,14 @@ pub struct CompactRangeError {
     pub actual: usize,
 }
 
+/// A subtree appended to a [`CompactRange`] does not start where the tree ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a subtree of 2^{level} leaves cannot be appended to a tree of size {size}")]
+pub struct SubtreeUnaligned {
+    pub size: u64,
+    pub level: u8,
+}
+
 impl CompactRange {
     /// The frontier of the empty tree.
     pub fn new() -> CompactRange {
@@ -70,6 +78,29 @@ impl CompactRange {
         for leaf in leaves {
             self.append(*leaf);
         }
+    }
+
+    /// Appends the hash of a complete subtree of `2^level` leaves, which must start where
+    /// the tree ends (the size a multiple of `2^level`): a verifier that hashed a full
+    /// entry bundle on another thread hands over the bundle's root instead of its leaves.
+    pub fn append_subtree(&mut self, level: u8, hash: Hash) -> Result<(), SubtreeUnaligned> {
+        let unaligned = SubtreeUnaligned { size: self.size, level };
+        let span = 1u64.checked_shl(u32::from(level)).ok_or(unaligned)?;
+        if self.size % span != 0 || self.size.checked_add(span).is_none() {
+            return Err(unaligned);
+        }
+        let mut index = self.size >> level;
+        let mut hash = hash;
+        // As in `append_reporting`: each trailing one bit above `level` merges.
+        while index & 1 == 1 {
+            // INVARIANT: a set bit of the size has a frontier hash.
+            let left = self.hashes.pop().expect("frontier has a hash per set bit");
+            hash = node_hash(&left, &hash);
+            index >>= 1;
+        }
+        self.hashes.push(hash);
+        self.size += span;
+        Ok(())
     }
 
     /// Appends one leaf hash and reports every complete subtree it completes, starting

@@ -35,9 +35,9 @@ pub mod tile_reader;
 pub mod tlog_proof;
 pub mod verify;
 
-pub use bundle::{BUNDLE_ENTRIES_MAX, BundleError, ENTRY_BYTES_MAX, decode_bundle, encode_bundle};
+pub use bundle::{BUNDLE_ENTRIES_MAX, BundleError, ENTRY_BYTES_MAX, decode_bundle, decode_bundle_slices, encode_bundle};
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use compact_range::{CompactRange, CompactRangeError};
+pub use compact_range::{CompactRange, CompactRangeError, SubtreeUnaligned};
 pub use cosignature::{
     COSIGNATURE_TIMESTAMP_SECONDS_MAX, CosignError, CosignatureVerifier, Cosigner, cosignature_message,
 };

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::bundle::{BundleError, decode_bundle};
+use crate::bundle::{BundleError, decode_bundle, decode_bundle_slices};
 use crate::hash::{Hash, TreeSize, empty_root, leaf_hash};
 use crate::merkle::{HashReader, Subtree, fold_right, perfect_root, subtrees_for_root};
 use crate::tile::{
@@ -106,12 +106,21 @@ impl TileHashReader {
         bundle: EntryBundleId,
         bytes: &[u8],
     ) -> Result<Vec<Vec<u8>>, TileVerifyError> {
+        self.verify_bundle_leaves(bundle, bytes)?;
+        decode_bundle(bytes).map_err(|source| TileVerifyError::Bundle { bundle, source })
+    }
+
+    /// Decodes an entry bundle, hashes each entry once and checks the leaf hash against
+    /// the verified level-0 tile; returns the leaf hashes (so a caller recomputing the
+    /// root from the entries need not hash them again). Takes `&self` only, so several
+    /// threads can check bundles against one reader.
+    pub fn verify_bundle_leaves(&self, bundle: EntryBundleId, bytes: &[u8]) -> Result<Vec<Hash>, TileVerifyError> {
         let tile = bundle.tile();
         if !tile.is_tile_of(self.size) {
             return Err(TileVerifyError::BundleNotInTree { bundle, size: self.size.0 });
         }
         let hashes = self.tile_hashes(tile).ok_or(TileVerifyError::Missing { tile })?;
-        let entries = decode_bundle(bytes).map_err(|source| TileVerifyError::Bundle { bundle, source })?;
+        let entries = decode_bundle_slices(bytes).map_err(|source| TileVerifyError::Bundle { bundle, source })?;
         if entries.len() != hashes.len() {
             return Err(TileVerifyError::BundleCount {
                 bundle,
@@ -119,12 +128,11 @@ impl TileHashReader {
                 actual: entries.len(),
             });
         }
-        if let Some(position) =
-            entries.iter().zip(hashes).position(|(entry, hash)| leaf_hash(entry) != *hash)
-        {
+        let leaves: Vec<Hash> = entries.iter().map(|entry| leaf_hash(entry)).collect();
+        if let Some(position) = leaves.iter().zip(hashes).position(|(leaf, hash)| leaf != hash) {
             return Err(TileVerifyError::BundleEntryMismatch { bundle, position });
         }
-        Ok(entries)
+        Ok(leaves)
     }
 
     fn check_root(&self) -> Result<(), TileVerifyError> {

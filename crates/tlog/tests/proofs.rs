@@ -305,6 +305,40 @@ proptest! {
         let restored = CompactRange::from_parts(TreeSize(size), edge).expect("right count");
         prop_assert_eq!(restored, range);
     }
+
+    #[test]
+    fn compact_range_takes_aligned_subtrees(chunks in proptest::collection::vec((0u8..=4, 0u64..=3), 0..12)) {
+        // Appending a run of complete subtrees (each aligned where the tree ends) gives the
+        // same frontier as appending their leaves one by one.
+        let mut by_subtree = CompactRange::new();
+        let mut by_leaf = CompactRange::new();
+        let mut next_leaf = 0u64;
+        for (level, leaves_first) in chunks {
+            // A few single leaves first, then pad to the alignment the subtree needs.
+            for _ in 0..leaves_first {
+                let leaf = leaf_hash(&next_leaf.to_be_bytes());
+                by_subtree.append(leaf);
+                by_leaf.append(leaf);
+                next_leaf += 1;
+            }
+            let span = 1u64 << level;
+            if next_leaf % span != 0 {
+                prop_assert!(by_subtree.append_subtree(level, Hash::default()).is_err());
+                while next_leaf % span != 0 {
+                    let leaf = leaf_hash(&next_leaf.to_be_bytes());
+                    by_subtree.append(leaf);
+                    by_leaf.append(leaf);
+                    next_leaf += 1;
+                }
+            }
+            let subtree = leaves(next_leaf + span)[next_leaf as usize..].to_vec();
+            prop_assert_eq!(by_subtree.append_subtree(level, root_from_leaves(&subtree)), Ok(()));
+            by_leaf.extend(&subtree);
+            next_leaf += span;
+        }
+        prop_assert_eq!(by_subtree.root(), by_leaf.root());
+        prop_assert_eq!(by_subtree, by_leaf);
+    }
 }
 
 #[test]

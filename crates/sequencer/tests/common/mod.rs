@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sequencer::{AppendError, CheckpointError, Checkpointer, Receipt, Sequencer};
+use sequencer::{AppendError, CheckpointError, Checkpointer, Receipt, Sequencer, StoredHashes, TileCache};
 use store::{LOG_BATCH_ENTRIES_MAX, LogBatch, LogState, LogStore, StoreError, StoredCheckpoint, StoredCosignature};
 use tlog::{
     Checkpoint, CompactRange, ENTRY_BYTES_MAX, Hash, LeafIndex, Note, TileId, TreeSize,
-    encode_tile, leaf_hash, root_from_leaves, tile_hashes, tiles_for_size,
+    consistency_proof, encode_tile, inclusion_proof, leaf_hash, root_from_leaves, subtrees_for_consistency_proof,
+    subtrees_for_inclusion_proof, tile_hashes, tiles_for_size, verify_consistency, verify_inclusion,
 };
 
 pub const ORIGIN: &str = "custos.example/custos/eu";
@@ -510,4 +511,95 @@ pub async fn two_sequencers_never_overwrite(store: Arc<dyn LogStore>) {
     second.close().await;
     let stored = verify_log(store.as_ref(), 3).await;
     assert_eq!(stored, vec![b"first 0".to_vec(), b"second 1".to_vec(), b"first 2".to_vec()]);
+}
+
+/// Inclusion and consistency proofs for random sizes and indexes of a 66,000-entry log
+/// (full tiles at levels 0 and 1, partial ones on the right edge) are the same through a
+/// [`TileCache`] shared by all cases as read uncached from the store, and verify against
+/// the root recomputed from the entries. Must run on a multi-threaded runtime.
+pub async fn cached_proofs_match_uncached(store: Arc<dyn LogStore>) {
+    use proptest::test_runner::{Config, TestRunner};
+    const SIZE: u64 = 66_000;
+    let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("start"));
+    for result in append_all(&sequencer, entries("cached", SIZE as usize)).await {
+        result.expect("append");
+    }
+    let stored = verify_log(store.as_ref(), SIZE).await;
+    let leaves: Vec<Hash> = stored.iter().map(|entry| leaf_hash(entry)).collect();
+    let cache = TileCache::new();
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = TestRunner::new(Config { cases: 512, ..Config::default() });
+    let strategy = (1..=SIZE, 0..=SIZE, proptest::num::u64::ANY);
+    tokio::task::block_in_place(|| {
+        runner
+            .run(&strategy, |(size, old, index)| {
+                let (old, index) = (TreeSize(old.min(size)), LeafIndex(index % size));
+                let size = TreeSize(size);
+                let root = root_from_leaves(&leaves[..size.0 as usize]);
+                handle.block_on(async {
+                    let subtrees = subtrees_for_inclusion_proof(index, size);
+                    let cached = cache.read(store.as_ref(), size, &subtrees).await.expect("cached");
+                    let uncached = StoredHashes::read(store.as_ref(), size, &subtrees).await.expect("uncached");
+                    let proof = inclusion_proof(&cached, index, size).expect("cached proof");
+                    assert_eq!(proof, inclusion_proof(&uncached, index, size).expect("uncached proof"), "inclusion of {index:?} in {size:?}");
+                    verify_inclusion(leaves[index.0 as usize], index, size, &proof, root).expect("inclusion verifies");
+
+                    let subtrees = subtrees_for_consistency_proof(old, size);
+                    let cached = cache.read(store.as_ref(), size, &subtrees).await.expect("cached");
+                    let uncached = StoredHashes::read(store.as_ref(), size, &subtrees).await.expect("uncached");
+                    let proof = consistency_proof(&cached, old, size).expect("cached proof");
+                    assert_eq!(proof, consistency_proof(&uncached, old, size).expect("uncached proof"), "consistency {old:?} to {size:?}");
+                    let old_root = root_from_leaves(&leaves[..old.0 as usize]);
+                    verify_consistency(old, size, old_root, root, &proof).expect("consistency verifies");
+                });
+                Ok(())
+            })
+            .expect("cached proofs match");
+    });
+    // Full tiles were cached (and only those: 257 full tiles exist at size 66,000).
+    assert!(!cache.is_empty() && cache.len() <= 257, "cached {} tiles", cache.len());
+    Arc::try_unwrap(sequencer).expect("sole owner").close().await;
+}
+
+/// A tile that was partial when a proof read it is not cached, so once the tree grows
+/// past it, proofs through the same cache see its new hashes, never the old prefix.
+pub async fn a_grown_tile_is_never_served_stale(store: Arc<dyn LogStore>) {
+    let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("start"));
+    for entry in entries("first", 300) {
+        sequencer.append(entry).await.expect("append");
+    }
+    let cache = TileCache::new();
+    // A leaf in the full tile 0/000, whose proof also reads the partial tile 0/001.p/44.
+    let (index, small) = (LeafIndex(100), TreeSize(300));
+    let first = cache
+        .read(store.as_ref(), small, &subtrees_for_inclusion_proof(index, small))
+        .await
+        .expect("read");
+    let before = inclusion_proof(&first, index, small).expect("proof");
+    // Tile 0/000 is full and cached; tile 0/001.p/44 is partial and is not.
+    assert_eq!(cache.len(), 1);
+
+    for entry in entries("second", 300) {
+        sequencer.append(entry).await.expect("append");
+    }
+    let stored = verify_log(store.as_ref(), 600).await;
+    let leaves: Vec<Hash> = stored.iter().map(|entry| leaf_hash(entry)).collect();
+    let large = TreeSize(600);
+    for index in [LeafIndex(0), LeafIndex(290), LeafIndex(299), LeafIndex(300), LeafIndex(511), LeafIndex(599)] {
+        let subtrees = subtrees_for_inclusion_proof(index, large);
+        let cached = cache.read(store.as_ref(), large, &subtrees).await.expect("cached");
+        let proof = inclusion_proof(&cached, index, large).expect("proof");
+        verify_inclusion(leaves[index.0 as usize], index, large, &proof, root_from_leaves(&leaves))
+            .unwrap_or_else(|error| panic!("leaf {index:?} after growth: {error}"));
+        let uncached = StoredHashes::read(store.as_ref(), large, &subtrees).await.expect("uncached");
+        assert_eq!(proof, inclusion_proof(&uncached, index, large).expect("uncached proof"));
+    }
+    // Tile 0/001 is full now and cached too; the old proof is unchanged through it.
+    assert_eq!(cache.len(), 2);
+    let again = cache
+        .read(store.as_ref(), small, &subtrees_for_inclusion_proof(index, small))
+        .await
+        .expect("read");
+    assert_eq!(inclusion_proof(&again, index, small).expect("proof"), before);
+    Arc::try_unwrap(sequencer).expect("sole owner").close().await;
 }

@@ -1,0 +1,184 @@
+//! A bounded cache of full hash tiles with their interior nodes, for proofs.
+//!
+//! A tile stores only the bottom row of its 8-level stratum, so a proof that reads a
+//! subtree inside a tile recomputes it from up to 128 of the tile's hashes: about 250 node
+//! hashes per tile a proof touches. A full tile never changes once written (the log is
+//! append-only, and the sequencer writes a tile's full width once), so its interior nodes
+//! are computed once and kept: a proof through cached tiles is lookups, not hashing.
+//!
+//! Partial tiles (the right edge of the tree) are never cached: they grow with every batch.
+//! They are read from the store for each proof, as before. Nothing here is trusted by the
+//! verifiers of the proofs: a proof is checked against a signed root, and the checkpointer
+//! verifies the consistency proof it builds before it signs, so a wrong cached hash could
+//! only make a proof fail, never make a wrong one pass.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use store::LogStore;
+use tlog::hash::HASH_BYTES;
+use tlog::{Hash, Subtree, TILE_HEIGHT, TILE_WIDTH_MAX, TreeSize, node_hash};
+
+use crate::stored_hashes::{StoredHashError, StoredHashes, TileSpan, perfect_root};
+
+/// Hashes kept per cached tile: its rows at tile-internal levels 0 to 7 (256 + 128 + … + 2).
+/// Level 8, the tile's root, is a hash of the tile above.
+pub const TILE_NODES: usize = 2 * TILE_WIDTH_MAX as usize - 2;
+/// Most full tiles one [`TileCache`] holds (per region log). A log of 2^20 entries has
+/// 4,096 full tiles at level 0 and 16 at level 1, so it (almost) fits; in larger logs the
+/// proofs for the most recently used tiles stay cheap.
+pub const TILE_CACHE_TILES_MAX: usize = 4_096;
+/// The memory the cached hashes take at most, in bytes: [`TILE_CACHE_TILES_MAX`] tiles of
+/// [`TILE_NODES`] hashes (about 64 MiB), plus a small index.
+pub const TILE_CACHE_BYTES_MAX: usize = TILE_CACHE_TILES_MAX * TILE_NODES * HASH_BYTES;
+
+/// The interior nodes of one full tile, row by row: row `r` (the tile's hashes combined
+/// `2^r` at a time) has `256 >> r` hashes and starts at `512 - (512 >> r)`.
+#[derive(Debug)]
+struct TileNodes(Box<[Hash]>);
+
+impl TileNodes {
+    fn compute(hashes: &[Hash]) -> TileNodes {
+        debug_assert_eq!(hashes.len(), usize::from(TILE_WIDTH_MAX));
+        let mut nodes = Vec::with_capacity(TILE_NODES);
+        nodes.extend_from_slice(hashes);
+        let mut row_start = 0;
+        let mut row_len = hashes.len();
+        while row_len > 2 {
+            for pair in 0..row_len / 2 {
+                let (left, right) = (nodes[row_start + 2 * pair], nodes[row_start + 2 * pair + 1]);
+                nodes.push(node_hash(&left, &right));
+            }
+            row_start += row_len;
+            row_len /= 2;
+        }
+        debug_assert_eq!(nodes.len(), TILE_NODES);
+        TileNodes(nodes.into_boxed_slice())
+    }
+
+    /// The hash of `2^rest` consecutive tile hashes starting at `offset` (a multiple of
+    /// `2^rest`), `rest` below [`TILE_HEIGHT`].
+    fn node(&self, offset: usize, rest: u8) -> Option<Hash> {
+        let row_start = 2 * usize::from(TILE_WIDTH_MAX) - (2 * usize::from(TILE_WIDTH_MAX) >> rest);
+        self.0.get(row_start + (offset >> rest)).copied()
+    }
+}
+
+struct Slot {
+    key: (u8, u64),
+    nodes: Arc<TileNodes>,
+    /// Set on each hit, cleared by the eviction hand (CLOCK, a cheap approximation of
+    /// least recently used that lets hits take only a read lock).
+    referenced: AtomicBool,
+}
+
+#[derive(Default)]
+struct Slots {
+    positions: HashMap<(u8, u64), usize>,
+    // INVARIANT: positions[slots[i].key] == i for every i, and slots.len() <= TILE_CACHE_TILES_MAX.
+    slots: Vec<Slot>,
+    hand: usize,
+}
+
+/// Full tiles of one log with their interior nodes, at most [`TILE_CACHE_TILES_MAX`].
+/// Shared (behind an `Arc`) by the proof endpoints and the checkpointer of a region log.
+#[derive(Default)]
+pub struct TileCache {
+    slots: RwLock<Slots>,
+}
+
+impl std::fmt::Debug for TileCache {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("TileCache").field("tiles", &self.len()).finish()
+    }
+}
+
+impl TileCache {
+    pub fn new() -> TileCache {
+        TileCache::default()
+    }
+
+    /// Full tiles held now.
+    pub fn len(&self) -> usize {
+        self.slots.read().unwrap_or_else(PoisonError::into_inner).slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the hashes of `subtrees` (complete subtrees of the tree of `size` leaves), as
+    /// [`StoredHashes::read`] does, taking full tiles from the cache (reading and caching
+    /// those it lacks) and partial tiles from the store.
+    pub async fn read(&self, store: &dyn LogStore, size: TreeSize, subtrees: &[Subtree]) -> Result<StoredHashes, StoredHashError> {
+        let mut full: HashMap<(u8, u64), Arc<TileNodes>> = HashMap::new();
+        let mut partial: HashMap<(u8, u64), Vec<Hash>> = HashMap::new();
+        let mut hashes = HashMap::with_capacity(subtrees.len());
+        for &subtree in subtrees {
+            let span = TileSpan::locate(size, subtree)?;
+            let key = (span.tile.level(), span.tile.index());
+            // A tile partial at `size` may be full (and cached) by now: its first hashes are
+            // the partial tile's.
+            if span.tile.is_partial() && !full.contains_key(&key) && let Some(nodes) = self.lookup(key) {
+                full.insert(key, nodes);
+            }
+            let hash = if span.tile.is_partial() && !full.contains_key(&key) {
+                if !partial.contains_key(&key) {
+                    partial.insert(key, StoredHashes::read_tile(store, span.tile, subtree, size).await?);
+                }
+                perfect_root(span.slice(&partial[&key]).ok_or_else(|| span.missing())?)
+            } else {
+                if !full.contains_key(&key) {
+                    let nodes = match self.lookup(key) {
+                        Some(nodes) => nodes,
+                        None => {
+                            let tile_hashes = StoredHashes::read_tile(store, span.tile, subtree, size).await?;
+                            self.insert(key, TileNodes::compute(&tile_hashes))
+                        }
+                    };
+                    full.insert(key, nodes);
+                }
+                full[&key].node(span.offset, span.rest).ok_or_else(|| span.missing())?
+            };
+            hashes.insert(subtree, hash);
+        }
+        Ok(StoredHashes::from_map(hashes))
+    }
+
+    fn lookup(&self, key: (u8, u64)) -> Option<Arc<TileNodes>> {
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        let slot = &slots.slots[*slots.positions.get(&key)?];
+        slot.referenced.store(true, Ordering::Relaxed);
+        Some(Arc::clone(&slot.nodes))
+    }
+
+    fn insert(&self, key: (u8, u64), nodes: TileNodes) -> Arc<TileNodes> {
+        let nodes = Arc::new(nodes);
+        let mut guard = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        let slots = &mut *guard;
+        // Another task may have read the same tile meanwhile; its nodes are the same.
+        if let Some(&position) = slots.positions.get(&key) {
+            return Arc::clone(&slots.slots[position].nodes);
+        }
+        let slot = Slot { key, nodes: Arc::clone(&nodes), referenced: AtomicBool::new(false) };
+        if slots.slots.len() < TILE_CACHE_TILES_MAX {
+            slots.positions.insert(key, slots.slots.len());
+            slots.slots.push(slot);
+            return nodes;
+        }
+        // Evict the first tile not hit since the hand last passed it.
+        loop {
+            let hand = slots.hand;
+            slots.hand = (hand + 1) % slots.slots.len();
+            if !slots.slots[hand].referenced.swap(false, Ordering::Relaxed) {
+                slots.positions.remove(&slots.slots[hand].key);
+                slots.positions.insert(key, hand);
+                slots.slots[hand] = slot;
+                return nodes;
+            }
+        }
+    }
+}
+
+const _: () = assert!(TILE_HEIGHT == 8 && TILE_WIDTH_MAX == 256);
