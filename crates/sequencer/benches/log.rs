@@ -8,7 +8,7 @@
 //!   [`ENTRY_BYTES`] bytes, each acknowledged only after its batch committed.
 //! - `inclusion_proof/<backend>`: inclusion proofs for random leaves of a log of
 //!   [`PROOF_LOG_ENTRIES`] entries, hashes read through one [`TileCache`] (full tiles
-//!   cached with their interior nodes, partial ones from the store) and proofs built with
+//!   cached with their interior nodes, partial ones as the widest prefix read) and proofs built with
 //!   `tlog`, from [`PROOF_TASKS`] concurrent tasks — what `RegionLog` does for the proof
 //!   endpoints and receipts. An iteration is [`PROOFS_PER_ITERATION`] proofs; the cache
 //!   warms during criterion's warm-up. `inclusion_proof_uncached/<backend>`: the same

@@ -29,4 +29,4 @@ pub use entry::{
 pub use integration::{Integration, IntegrationError};
 pub use sequencer::{AppendError, BATCH_ENTRIES_MAX, QUEUE_ENTRIES_MAX, Receipt, Sequencer};
 pub use stored_hashes::{NotRead, StoredHashError, StoredHashes};
-pub use tile_cache::{TILE_CACHE_BYTES_MAX, TILE_CACHE_TILES_MAX, TILE_NODES, TileCache};
+pub use tile_cache::{EDGE_TILES_MAX, TILE_CACHE_BYTES_MAX, TILE_CACHE_TILES_MAX, TILE_NODES, TileCache};

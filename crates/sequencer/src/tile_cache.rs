@@ -6,8 +6,10 @@
 //! append-only, and the sequencer writes a tile's full width once), so its interior nodes
 //! are computed once and kept: a proof through cached tiles is lookups, not hashing.
 //!
-//! Partial tiles (the right edge of the tree) are never cached: they grow with every batch.
-//! They are read from the store for each proof, as before. Nothing here is trusted by the
+//! Partial tiles (the right edge of the tree) grow with every batch, but only at their end:
+//! the first `w` hashes of a tile never change once `w` are written. So the cache keeps, per
+//! edge tile, the widest prefix it has read ([`EDGE_TILES_MAX`] of them at most), and a proof
+//! in a tree no larger than that prefix covers reads nothing from the store. Nothing here is trusted by the
 //! verifiers of the proofs: a proof is checked against a signed root, and the checkpointer
 //! verifies the consistency proof it builds before it signs, so a wrong cached hash could
 //! only make a proof fail, never make a wrong one pass.
@@ -32,6 +34,13 @@ pub const TILE_CACHE_TILES_MAX: usize = 4_096;
 /// The memory the cached hashes take at most, in bytes: [`TILE_CACHE_TILES_MAX`] tiles of
 /// [`TILE_NODES`] hashes (about 64 MiB), plus a small index.
 pub const TILE_CACHE_BYTES_MAX: usize = TILE_CACHE_TILES_MAX * TILE_NODES * HASH_BYTES;
+
+/// Partial tiles kept at once, each the widest prefix read of one tile. A log has one
+/// partial tile per tile level at any size (five levels reach 2^40 entries), and proofs are
+/// built against the latest few checkpoints, so a handful is enough; when the bound is hit
+/// the prefixes of tiles that are full by now (and so in the main cache) are dropped first,
+/// then all of them. They take at most 512 KiB.
+pub const EDGE_TILES_MAX: usize = 64;
 
 /// The interior nodes of one full tile, row by row: row `r` (the tile's hashes combined
 /// `2^r` at a time) has `256 >> r` hashes and starts at `512 - (512 >> r)`.
@@ -86,6 +95,9 @@ struct Slots {
 #[derive(Default)]
 pub struct TileCache {
     slots: RwLock<Slots>,
+    /// The widest prefix read of each partial tile, by (tile level, tile index).
+    // INVARIANT: each value is the first `len` hashes of that tile as the log stored them.
+    edges: RwLock<HashMap<(u8, u64), Arc<[Hash]>>>,
 }
 
 impl std::fmt::Debug for TileCache {
@@ -110,10 +122,11 @@ impl TileCache {
 
     /// Reads the hashes of `subtrees` (complete subtrees of the tree of `size` leaves), as
     /// [`StoredHashes::read`] does, taking full tiles from the cache (reading and caching
-    /// those it lacks) and partial tiles from the store.
+    /// those it lacks) and partial tiles from the edge prefixes (reading from the store a
+    /// partial tile wider than its cached prefix).
     pub async fn read(&self, store: &dyn LogStore, size: TreeSize, subtrees: &[Subtree]) -> Result<StoredHashes, StoredHashError> {
         let mut full: HashMap<(u8, u64), Arc<TileNodes>> = HashMap::new();
-        let mut partial: HashMap<(u8, u64), Vec<Hash>> = HashMap::new();
+        let mut partial: HashMap<(u8, u64), Arc<[Hash]>> = HashMap::new();
         let mut hashes = HashMap::with_capacity(subtrees.len());
         for &subtree in subtrees {
             let span = TileSpan::locate(size, subtree)?;
@@ -124,10 +137,17 @@ impl TileCache {
                 full.insert(key, nodes);
             }
             let hash = if span.tile.is_partial() && !full.contains_key(&key) {
+                let width = usize::from(span.tile.width());
                 if !partial.contains_key(&key) {
-                    partial.insert(key, StoredHashes::read_tile(store, span.tile, subtree, size).await?);
+                    let prefix = match self.edge(key, width) {
+                        Some(prefix) => prefix,
+                        None => self.insert_edge(key, StoredHashes::read_tile(store, span.tile, subtree, size).await?),
+                    };
+                    partial.insert(key, prefix);
                 }
-                perfect_root(span.slice(&partial[&key]).ok_or_else(|| span.missing())?)
+                // The prefix may be wider than the tile is in this tree: only its first `width` count.
+                let tile = partial[&key].get(..width).ok_or_else(|| span.missing())?;
+                perfect_root(span.slice(tile).ok_or_else(|| span.missing())?)
             } else {
                 if !full.contains_key(&key) {
                     let nodes = match self.lookup(key) {
@@ -151,6 +171,31 @@ impl TileCache {
         let slot = &slots.slots[*slots.positions.get(&key)?];
         slot.referenced.store(true, Ordering::Relaxed);
         Some(Arc::clone(&slot.nodes))
+    }
+
+    /// The cached prefix of partial tile `key`, if it holds at least `width` hashes.
+    fn edge(&self, key: (u8, u64), width: usize) -> Option<Arc<[Hash]>> {
+        let edges = self.edges.read().unwrap_or_else(PoisonError::into_inner);
+        edges.get(&key).filter(|prefix| prefix.len() >= width).cloned()
+    }
+
+    /// Keeps `hashes` (a partial tile as read from the store) as the prefix of tile `key`
+    /// unless a wider one is kept already, and returns the prefix kept.
+    fn insert_edge(&self, key: (u8, u64), hashes: Vec<Hash>) -> Arc<[Hash]> {
+        let hashes: Arc<[Hash]> = hashes.into();
+        let mut edges = self.edges.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = edges.get(&key).filter(|kept| kept.len() >= hashes.len()) {
+            return Arc::clone(kept);
+        }
+        if !edges.contains_key(&key) && edges.len() >= EDGE_TILES_MAX {
+            let full = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+            edges.retain(|kept, _| !full.positions.contains_key(kept));
+            if edges.len() >= EDGE_TILES_MAX {
+                edges.clear();
+            }
+        }
+        edges.insert(key, Arc::clone(&hashes));
+        hashes
     }
 
     fn insert(&self, key: (u8, u64), nodes: TileNodes) -> Arc<TileNodes> {

@@ -155,6 +155,8 @@ pub struct FaultyStore {
     pub failing_saves: AtomicBool,
     pub reported_state: Mutex<Option<LogState>>,
     pub appends_attempted: AtomicUsize,
+    /// Tiles read through [`LogStore::log_tile`].
+    pub tiles_read: AtomicUsize,
 }
 
 impl FaultyStore {
@@ -166,6 +168,7 @@ impl FaultyStore {
             failing_saves: AtomicBool::new(false),
             reported_state: Mutex::new(None),
             appends_attempted: AtomicUsize::new(0),
+            tiles_read: AtomicUsize::new(0),
         })
     }
 }
@@ -201,6 +204,7 @@ impl LogStore for FaultyStore {
     }
 
     async fn log_tile(&self, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tiles_read.fetch_add(1, Ordering::SeqCst);
         self.inner.log_tile(tile).await
     }
 
@@ -561,9 +565,14 @@ pub async fn cached_proofs_match_uncached(store: Arc<dyn LogStore>) {
     Arc::try_unwrap(sequencer).expect("sole owner").close().await;
 }
 
-/// A tile that was partial when a proof read it is not cached, so once the tree grows
-/// past it, proofs through the same cache see its new hashes, never the old prefix.
-pub async fn a_grown_tile_is_never_served_stale(store: Arc<dyn LogStore>) {
+/// A tile that was partial when a proof read it is kept only as the prefix it had: a
+/// proof in a tree it covers reads nothing from the store, a proof in a larger tree reads
+/// the wider tile, and once the tree grows past it proofs through the same cache see its new
+/// hashes, never the old prefix.
+pub async fn a_grown_tile_is_never_served_stale(inner: Arc<dyn LogStore>) {
+    let faulty = FaultyStore::new(inner);
+    let store: Arc<dyn LogStore> = Arc::clone(&faulty) as Arc<dyn LogStore>;
+    let tiles_read = || faulty.tiles_read.load(Ordering::SeqCst);
     let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("start"));
     for entry in entries("first", 300) {
         sequencer.append(entry).await.expect("append");
@@ -576,10 +585,30 @@ pub async fn a_grown_tile_is_never_served_stale(store: Arc<dyn LogStore>) {
         .await
         .expect("read");
     let before = inclusion_proof(&first, index, small).expect("proof");
-    // Tile 0/000 is full and cached; tile 0/001.p/44 is partial and is not.
-    assert_eq!(cache.len(), 1);
+    // Tile 0/000 is full and cached; tile 0/001.p/44 is kept as a prefix only.
+    assert_eq!((cache.len(), tiles_read()), (1, 2));
+    let again = cache.read(store.as_ref(), small, &subtrees_for_inclusion_proof(index, small)).await.expect("read");
+    assert_eq!(inclusion_proof(&again, index, small).expect("proof"), before);
+    assert_eq!(tiles_read(), 2, "a second proof in the same tree reads no tile");
 
-    for entry in entries("second", 300) {
+    // At 400 entries the partial tile is 0/001.p/144: wider than the prefix, so it is read;
+    // the proof of leaf 350 also reads the first tile of level 1, 1/000.p/1.
+    for entry in entries("middle", 100) {
+        sequencer.append(entry).await.expect("append");
+    }
+    let (middle_index, middle) = (LeafIndex(350), TreeSize(400));
+    let middle_leaves: Vec<Hash> = verify_log(store.as_ref(), 400).await.iter().map(|entry| leaf_hash(entry)).collect();
+    let reads = tiles_read();
+    let hashes = cache.read(store.as_ref(), middle, &subtrees_for_inclusion_proof(middle_index, middle)).await.expect("read");
+    let proof = inclusion_proof(&hashes, middle_index, middle).expect("proof");
+    verify_inclusion(middle_leaves[350], middle_index, middle, &proof, root_from_leaves(&middle_leaves)).expect("verifies at 400");
+    assert_eq!(tiles_read(), reads + 2, "the wider partial tile is read once");
+    // The tree of 300 is served from the first 44 hashes of the wider prefix.
+    let again = cache.read(store.as_ref(), small, &subtrees_for_inclusion_proof(index, small)).await.expect("read");
+    assert_eq!(inclusion_proof(&again, index, small).expect("proof"), before);
+    assert_eq!(tiles_read(), reads + 2);
+
+    for entry in entries("second", 200) {
         sequencer.append(entry).await.expect("append");
     }
     let stored = verify_log(store.as_ref(), 600).await;
