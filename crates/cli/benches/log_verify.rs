@@ -1,6 +1,8 @@
 //! Benchmark of `custos log verify --entries` on a large log, end to end: the real
-//! `custos serve` serves a SQLite deployment whose log holds [`ENTRIES`] entries, and the
-//! real `custos log verify` fetches every tile and entry bundle over HTTP and checks them.
+//! `custos serve` serves a deployment whose log holds [`ENTRIES`] entries, on SQLite and
+//! then on PostgreSQL (when the test server answers, see
+//! `store::testing::postgres_url_or_skip`; its schema is dropped afterwards), and the real
+//! `custos log verify` fetches every tile and entry bundle over HTTP and checks them.
 //! Results: docs/PERFORMANCE.md, section "Access log". Run:
 //! `cargo bench -p cli --bench log_verify` (`LOG_VERIFY_ENTRIES=<n>` for another size).
 //!
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use model::RegionId;
 use sequencer::Sequencer;
 use service::{InitOptions, KeysConfig, StorageConfig};
-use store::{LogStore, SqliteStore};
+use store::{LogStore, PostgresStore, SqliteStore};
 
 /// Entries in the benchmarked log unless `LOG_VERIFY_ENTRIES` says otherwise.
 const ENTRIES: usize = 1 << 20;
@@ -34,12 +36,24 @@ fn main() {
     let entries: usize = std::env::var("LOG_VERIFY_ENTRIES").map_or(ENTRIES, |text| {
         text.parse().expect("LOG_VERIFY_ENTRIES is a count")
     });
+    measure("sqlite", StorageConfig::Sqlite, RegionId::new("us").expect("region"), entries);
+    let url = tokio::runtime::Runtime::new().expect("runtime").block_on(store::testing::postgres_url_or_skip());
+    if let Some(url) = url {
+        let region = store::testing::unique_region();
+        // Drops the region's schema when the measurement ends.
+        let _guard = store::testing::SchemaGuard::new(&url, &region);
+        measure("postgres", StorageConfig::Postgres { url }, region, entries);
+    }
+}
+
+/// Fills a fresh deployment of one backend with `entries`, serves it with `custos serve`
+/// and times [`RUNS`] runs of `custos log verify --entries` against it.
+fn measure(backend: &str, storage: StorageConfig, region: RegionId, entries: usize) {
     let root = tempfile::tempdir().expect("tempdir");
     let data = root.path().join("data");
-    let region = RegionId::new("us").expect("region");
     let options = InitOptions {
         regions: vec![region.clone()],
-        storage: StorageConfig::Sqlite,
+        storage: storage.clone(),
         keys: KeysConfig::Keyring,
         geo: None,
         dev_issuer: false,
@@ -52,8 +66,14 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let store: Arc<dyn LogStore> =
-            Arc::new(SqliteStore::open(&data.join("regions"), region.clone()).expect("open store"));
+        let store: Arc<dyn LogStore> = match &storage {
+            StorageConfig::Sqlite => {
+                Arc::new(SqliteStore::open(&data.join("regions"), region.clone()).expect("open store"))
+            }
+            StorageConfig::Postgres { url } => {
+                Arc::new(PostgresStore::connect(url, region.clone()).await.expect("connect store"))
+            }
+        };
         let sequencer = Arc::new(Sequencer::start(store).await.expect("start"));
         let mut tasks = tokio::task::JoinSet::new();
         for appender in 0..APPENDERS {
@@ -71,7 +91,7 @@ fn main() {
     });
     drop(runtime);
     println!(
-        "filled {entries} entries in {:.1} s",
+        "{backend}: filled {entries} entries in {:.1} s",
         filled.elapsed().as_secs_f64()
     );
 
@@ -82,7 +102,7 @@ fn main() {
             "--data",
             data.to_str().expect("utf-8"),
             "--region",
-            "us",
+            region.as_str(),
         ])
         .output()
         .expect("custos log key");
@@ -109,7 +129,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let url = format!("http://{address}/log/us");
+    let url = format!("http://{address}/log/{region}");
     let mut seconds = Vec::new();
     for _ in 0..RUNS {
         let state = tempfile::tempdir().expect("tempdir");
@@ -143,7 +163,7 @@ fn main() {
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
     println!(
-        "log_verify --entries: {entries} entries of {ENTRY_BYTES} bytes, median {median:.2} s of {RUNS} runs = {:.0} entries/s (runs: {seconds:.2?})",
+        "log_verify --entries, {backend}: {entries} entries of {ENTRY_BYTES} bytes, median {median:.2} s of {RUNS} runs = {:.0} entries/s (runs: {seconds:.2?})",
         entries as f64 / median
     );
 }

@@ -70,6 +70,11 @@ pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
 pub const SQLITE_READERS_IDLE_MAX: usize = 8;
 /// Prepared statements cached per connection; more than the store has, so none is evicted.
 const STATEMENTS_CACHED_MAX: usize = 64;
+/// Bytes of the database file a read connection maps into memory (SQLite's `mmap_size`):
+/// reads of the log's entries and tiles then come straight from the OS page cache instead
+/// of a `read` call and a copy per page. Address space only, shared by all readers; the
+/// writer keeps ordinary I/O.
+pub const SQLITE_READER_MMAP_BYTES: i64 = 1 << 30;
 
 /// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
@@ -1019,6 +1024,9 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
         .map_err(sqlite_error)?;
     connection.set_prepared_statement_cache_capacity(STATEMENTS_CACHED_MAX);
+    connection
+        .pragma_update(None, "mmap_size", SQLITE_READER_MMAP_BYTES)
+        .map_err(sqlite_error)?;
     Ok(connection)
 }
 

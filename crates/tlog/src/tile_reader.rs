@@ -160,11 +160,13 @@ impl TileHashReader {
     }
 
     fn check_full_tiles(&self) -> Result<(), TileVerifyError> {
-        // Top down, so each parent is checked before its children rely on it.
-        for (&(level, index), hashes) in self.tiles.iter().rev() {
-            if hashes.len() != usize::from(TILE_WIDTH_MAX) {
-                continue;
-            }
+        // Top down, so each parent is checked before its children rely on it. The roots
+        // are computed first, on several threads for large trees (≈ 255 node hashes per
+        // tile, the bulk of verifying a tree); the first mismatch top down is reported.
+        let full: Vec<(&(u8, u64), &Vec<Hash>)> =
+            self.tiles.iter().rev().filter(|(_, hashes)| hashes.len() == usize::from(TILE_WIDTH_MAX)).collect();
+        let roots = tile_roots(&full);
+        for (&(&(level, index), _), root) in full.iter().zip(roots) {
             let tile = TileId::new(level, index, TILE_WIDTH_MAX).expect("stored tiles are valid");
             let parent_index = index / u64::from(TILE_WIDTH_MAX);
             // INVARIANT: a full tile's root is a complete node of the tree, so the level
@@ -174,7 +176,7 @@ impl TileHashReader {
                 .tile_hashes(parent)
                 .ok_or(TileVerifyError::Missing { tile: parent })?;
             let position = (index % u64::from(TILE_WIDTH_MAX)) as usize;
-            if perfect_root(hashes) != parent_hashes[position] {
+            if root != parent_hashes[position] {
                 return Err(TileVerifyError::TileMismatch { tile, parent });
             }
         }
@@ -210,6 +212,31 @@ impl HashReader for TileHashReader {
     fn subtree_hashes(&self, subtrees: &[Subtree]) -> Result<Vec<Hash>, TileReadError> {
         subtrees.iter().map(|subtree| self.subtree_hash(*subtree)).collect()
     }
+}
+
+/// Full tiles whose roots [`tile_roots`] computes on one thread; above this, on up to
+/// [`TILE_ROOT_THREADS_MAX`] threads.
+const TILE_ROOTS_PER_THREAD_MIN: usize = 256;
+/// Most threads [`tile_roots`] uses (fewer on machines with fewer cores).
+const TILE_ROOT_THREADS_MAX: usize = 8;
+
+/// The perfect roots of `tiles` (full tiles), in order.
+fn tile_roots(tiles: &[(&(u8, u64), &Vec<Hash>)]) -> Vec<Hash> {
+    let root = |(_, hashes): &(&(u8, u64), &Vec<Hash>)| perfect_root(hashes);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(TILE_ROOT_THREADS_MAX)
+        .min(tiles.len() / TILE_ROOTS_PER_THREAD_MIN);
+    if threads <= 1 {
+        return tiles.iter().map(root).collect();
+    }
+    let chunk = tiles.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            tiles.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(root).collect::<Vec<Hash>>())).collect();
+        // INVARIANT: hashing does not panic, so every worker returns.
+        workers.into_iter().flat_map(|worker| worker.join().expect("tile root thread")).collect()
+    })
 }
 
 /// The tiles a client must fetch so that [`TileHashReader::new`] can verify them and

@@ -289,6 +289,28 @@ fn check_tampered(tree: &ServedTree, tamper: TileId, expected: TileVerifyError) 
     assert_eq!(TileHashReader::new(TreeSize(size), tree.root, tiles).map(|_| ()), Err(expected), "{tamper}");
 }
 
+/// A tree of 600 full level-0 tiles: large enough that the reader computes tile roots on
+/// several threads (where the machine has more than one core).
+#[test]
+fn a_tampered_tile_is_named_when_tile_roots_are_computed_in_parallel() {
+    let large = ServedTree::new(600 * 256 + 5);
+    let size = TreeSize(large.leaves.len() as u64);
+    TileHashReader::new(size, large.root, large.tiles.clone()).expect("honest tiles verify");
+    // One tile early, one late (in another thread's share), and both: the first top down
+    // is the highest index of the lowest level, as a one-thread check reports it.
+    check_tampered(&large, tile(0, 3, 256), TileVerifyError::TileMismatch { tile: tile(0, 3, 256), parent: tile(1, 0, 256) });
+    check_tampered(&large, tile(0, 590, 256), TileVerifyError::TileMismatch { tile: tile(0, 590, 256), parent: tile(1, 2, 88) });
+    let mut tiles = large.tiles.clone();
+    for tamper in [tile(0, 3, 256), tile(0, 590, 256)] {
+        let (_, bytes) = tiles.iter_mut().find(|(tile, _)| *tile == tamper).expect("tile is served");
+        bytes[0] ^= 1;
+    }
+    assert_eq!(
+        TileHashReader::new(size, large.root, tiles).map(|_| ()),
+        Err(TileVerifyError::TileMismatch { tile: tile(0, 590, 256), parent: tile(1, 2, 88) })
+    );
+}
+
 #[test]
 fn a_tile_that_does_not_hash_to_the_root_is_rejected_by_name() {
     let large = tree_70000();
