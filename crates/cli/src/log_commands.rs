@@ -7,6 +7,11 @@
 //! was promised; each one left out is taken from the proof (index, origin) or the entry
 //! (leaf hash), so the check then only shows that the entry is in a checkpoint signed by
 //! the key.
+//!
+//! Report input (`--report`): a data subject's access report, JSON Lines; its first line
+//! carries the signed checkpoint, and each further line an entry, its receipt and inclusion
+//! proof, checked with the same receipt verifier, then decoded and compared with what the
+//! line shows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -80,11 +85,15 @@ pub struct ReceiptVerifyArgs {
     #[arg(long)]
     pub key: String,
     /// The entry, exactly as it was appended.
-    #[arg(long)]
-    pub entry: PathBuf,
+    #[arg(long, required_unless_present = "report", conflicts_with = "report")]
+    pub entry: Option<PathBuf>,
     /// The tlog-proof (`c2sp.org/tlog-proof@v1`) the log returned for the entry.
+    #[arg(long, required_unless_present = "report", conflicts_with = "report")]
+    pub proof: Option<PathBuf>,
+    /// A data subject's access report (JSON Lines from `GET /v1/subjects/{id}/accesses`):
+    /// checks its checkpoint and every line, instead of one entry and proof.
     #[arg(long)]
-    pub proof: PathBuf,
+    pub report: Option<PathBuf>,
     /// The index the log promised; defaults to the proof's index.
     #[arg(long)]
     pub index: Option<u64>,
@@ -115,6 +124,18 @@ pub fn run_log(command: LogCommand) -> anyhow::Result<ExitCode> {
 /// Runs a `custos receipt` subcommand.
 pub fn run_receipt(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ReceiptCommand::Verify(ReceiptVerifyArgs { report: Some(report), key, .. }) => {
+            let verified = verify_report_command(&report, &key)?;
+            println!(
+                "report verified: {} accesses of subject {} in {} size {} root {}",
+                verified.accesses,
+                verified.subject,
+                verified.checkpoint.origin(),
+                verified.checkpoint.size(),
+                verified.checkpoint.root().to_base64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ReceiptCommand::Verify(args) => {
             let checkpoint = verify_receipt_command(&args)?;
             println!(
@@ -416,10 +437,13 @@ pub fn verify_log_command(
 
 /// `custos receipt verify` without printing: returns the checkpoint the proof leads to.
 pub fn verify_receipt_command(args: &ReceiptVerifyArgs) -> anyhow::Result<Checkpoint> {
-    let entry = read_bounded(&args.entry, tlog::ENTRY_BYTES_MAX)?;
-    let proof_bytes = read_bounded(&args.proof, tlog::tlog_proof::TLOG_PROOF_BYTES_MAX)?;
+    let (Some(entry_path), Some(proof_path)) = (&args.entry, &args.proof) else {
+        anyhow::bail!("--entry and --proof are required without --report");
+    };
+    let entry = read_bounded(entry_path, tlog::ENTRY_BYTES_MAX)?;
+    let proof_bytes = read_bounded(proof_path, tlog::tlog_proof::TLOG_PROOF_BYTES_MAX)?;
     let proof = TlogProof::parse(&proof_bytes)
-        .with_context(|| format!("{} is not a tlog-proof", args.proof.display()))?;
+        .with_context(|| format!("{} is not a tlog-proof", proof_path.display()))?;
     let leaf_hash = match &args.leaf_hash {
         Some(text) => Hash::from_base64(text)
             .with_context(|| format!("--leaf-hash {text:?} is not a base64 SHA-256 hash"))?,
@@ -439,6 +463,90 @@ pub fn verify_receipt_command(args: &ReceiptVerifyArgs) -> anyhow::Result<Checkp
             receipt.index.0, receipt.origin
         )
     })
+}
+
+/// Largest subject report `receipt verify --report` reads: the report's limit of accesses,
+/// each with an entry of at most 64 KiB in base64 and its proof.
+pub const SUBJECT_REPORT_BYTES_MAX: usize = 128 * 1024 * 1024;
+
+/// What a verified subject report holds.
+#[derive(Debug)]
+pub struct VerifiedReport {
+    pub subject: String,
+    pub accesses: u64,
+    pub checkpoint: Checkpoint,
+}
+
+/// Checks a subject's access report offline: the checkpoint on its first line is signed by
+/// `key`, and every following line is an entry of that log about that subject, included in
+/// the checkpoint (the audit crate's receipt check), and shown as the entry says. The first
+/// line found wrong fails the check, named by its line number.
+pub fn verify_report_command(path: &Path, key: &str) -> anyhow::Result<VerifiedReport> {
+    let bytes = read_bounded(path, SUBJECT_REPORT_BYTES_MAX)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    verify_report(text, key).with_context(|| format!("{} failed verification", path.display()))
+}
+
+/// [`verify_report_command`] on the report's text.
+pub fn verify_report(text: &str, key: &str) -> anyhow::Result<VerifiedReport> {
+    let mut lines = text.lines().enumerate().map(|(offset, line)| (offset + 1, line));
+    let Some((_, first)) = lines.next() else { anyhow::bail!("the report is empty") };
+    let header: service::ReportHeader = serde_json::from_str(first).context("line 1: not a report header")?;
+    anyhow::ensure!(header.format == service::SUBJECT_REPORT_FORMAT, "line 1: unknown report format {:?}", header.format);
+    let note = Note::parse(header.checkpoint.as_bytes()).context("line 1: the checkpoint is not a signed note")?;
+    let verifier = tlog::Verifier::from_vkey(key).context("--key is not a log verifier key")?;
+    note.verify(&[&verifier]).map_err(|error| anyhow::anyhow!("line 1: the checkpoint is not signed by the key: {error}"))?;
+    let checkpoint = Checkpoint::parse(note.text()).context("line 1: not a checkpoint")?;
+    anyhow::ensure!(
+        checkpoint.origin() == header.origin && checkpoint.size().0 == header.tree_size,
+        "line 1: the header's origin and size are not the checkpoint's"
+    );
+    let mut previous: Option<u64> = None;
+    let mut accesses = 0;
+    for (number, line) in lines {
+        if line.is_empty() {
+            continue;
+        }
+        let index = verify_report_line(line, &header, &note, key).with_context(|| format!("line {number}"))?;
+        anyhow::ensure!(previous.is_none_or(|previous| previous < index), "line {number}: entry {index} is out of order or repeated");
+        previous = Some(index);
+        accesses += 1;
+    }
+    anyhow::ensure!(accesses == header.accesses, "the report lists {accesses} accesses, its first line says {}", header.accesses);
+    Ok(VerifiedReport { subject: header.subject, accesses, checkpoint })
+}
+
+/// One access line: returns its log index.
+fn verify_report_line(line: &str, header: &service::ReportHeader, note: &Note, key: &str) -> anyhow::Result<u64> {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let line: service::ReportLine = serde_json::from_str(line).context("not a report line")?;
+    let entry = base64.decode(&line.entry).context("the entry is not base64")?;
+    let hashes = line
+        .proof
+        .iter()
+        .map(|hash| Hash::from_base64(hash).map_err(|_| anyhow::anyhow!("a proof hash is not a base64 SHA-256 hash")))
+        .collect::<anyhow::Result<Vec<Hash>>>()?;
+    let index = LeafIndex(line.receipt.index);
+    let proof = TlogProof::new(None, index, hashes, note.clone()).context("the proof is too long")?;
+    let receipt = Receipt {
+        origin: line.receipt.origin.clone(),
+        index,
+        leaf_hash: Hash::from_base64(&line.receipt.leaf_hash).map_err(|_| anyhow::anyhow!("the leaf hash is not base64 SHA-256"))?,
+    };
+    verify_receipt(&receipt, &entry, &proof, key)?;
+    let (_salt, canonical) = sequencer::parse_salted_entry(&entry)?;
+    let detect::Entry::Access(access) = detect::decode(&header.region, index.0, canonical)? else {
+        anyhow::bail!("entry {} is not an access decision", index.0);
+    };
+    anyhow::ensure!(access.subject.id == header.subject, "entry {} is about another subject", index.0);
+    let actor_ids = if line.access.actor.id.is_some() { service::ActorIds::Shown } else { service::ActorIds::Hidden };
+    anyhow::ensure!(
+        service::summarize_access(&access, actor_ids) == line.access,
+        "the access shown differs from log entry {}",
+        index.0
+    );
+    Ok(index.0)
 }
 
 /// The file holding the trusted state of the log `origin` in `directory`: the origin with

@@ -507,8 +507,9 @@ fn check_receipt(
     std::fs::write(&proof_path, proof.to_bytes()).unwrap();
     let mut args = ReceiptVerifyArgs {
         key: vkey(),
-        entry: entry_path,
-        proof: proof_path,
+        entry: Some(entry_path),
+        proof: Some(proof_path),
+        report: None,
         index: None,
         leaf_hash: None,
         origin: None,

@@ -8,6 +8,8 @@ mod error;
 mod ingest;
 mod log;
 mod metrics_layer;
+mod subject_page;
+mod subjects;
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ pub use log::{
     PARTIAL_TILE_CACHE_CONTROL,
 };
 pub use metrics_layer::prometheus_handle;
+pub use subjects::SUBJECT_REPORT_CONTENT_TYPE;
 
 /// Largest request body accepted, in bytes.
 pub const REQUEST_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -73,6 +76,7 @@ impl AppState {
          (name = "directory", description = "Platform integrations register cases and keep the staff directory."),
          (name = "alerts", description = "Compliance officers (staff token with the compliance_officer role) review the detector's alerts: list and filter them, see one with its notes and a tlog-proof of each log entry it rests on, acknowledge and resolve them (each action logged first), export one as an OCSF Detection Finding, and watch the detector's lag."),
          (name = "log", description = "Each region's access log: C2SP tlog-tiles under /log/{region}/ (checkpoint and hash tiles public; entry bundles need a service token or a staff token with the auditor role), proofs (inclusion, consistency, tlog-proof for a receipt) and signing under /v1/log/{region}/."),
+         (name = "subjects", description = "A data subject's own view: the platform exchanges its user's session for a short-lived subject token (machine identity with an exchange role); with it the subject reads every access to their data, with receipts and inclusion proofs against a signed checkpoint, as JSON Lines or HTML."),
          (name = "operations", description = "Health, metrics and this document."))
 )]
 struct ApiDoc;
@@ -87,6 +91,9 @@ impl utoipa::Modify for SecuritySchemes {
         let mut staff = Http::new(HttpAuthScheme::Bearer);
         staff.bearer_format = Some("JWT".to_owned());
         components.add_security_scheme("staff_token", SecurityScheme::Http(staff));
+        let mut subject = Http::new(HttpAuthScheme::Bearer);
+        subject.bearer_format = Some("custos subject token".to_owned());
+        components.add_security_scheme("subject_token", SecurityScheme::Http(subject));
     }
 }
 
@@ -115,8 +122,15 @@ fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(directory::routes())
         .merge(log::authenticated_routes())
         .layer(middleware::from_fn_with_state(state.clone(), ingest::require_service_token));
-    let staff = access::routes().merge(alerts::routes()).layer(middleware::from_fn_with_state(state, access::require_identity));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(authenticated).merge(staff).merge(log::public_routes())
+    let staff = access::routes()
+        .merge(alerts::routes())
+        .merge(subjects::exchange_routes())
+        .layer(middleware::from_fn_with_state(state, access::require_identity));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(authenticated)
+        .merge(staff)
+        .merge(log::public_routes())
+        .merge(subjects::subject_routes())
 }
 
 async fn openapi_json(openapi: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {

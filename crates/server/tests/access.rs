@@ -3,7 +3,7 @@
 //! the approval flow and its abuse, and the OpenAPI walk that keeps every value-bearing answer
 //! tied to a log receipt.
 
-use std::sync::Arc;
+mod common;
 
 use axum::Router;
 use axum::body::Body;
@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use service::testing::{TestVault, sqlite_vault};
-use service::{AccessSettings, ServiceToken};
+use service::AccessSettings;
 use tower::ServiceExt;
 
 const SERVICE_TOKEN: &str = "cst_test-token-for-the-access-tests";
@@ -27,13 +27,8 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let t = sqlite_vault(None).await;
     let gate = t.gate(AccessSettings::default());
-    let issuer_dir = t.root.path().join("issuer");
-    std::fs::create_dir(&issuer_dir).unwrap();
-    let issuer = auth::DevIssuer::create(&issuer_dir, "https://id.test", "custos").unwrap();
-    let verifier = auth::TokenVerifier::new(issuer.identity_config()).await.unwrap();
-    let digest = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, SERVICE_TOKEN.as_bytes()));
-    let tokens = vec![ServiceToken { name: "tests".to_owned(), sha256: digest }];
-    let app = server::app(server::AppState::with_gate(Arc::clone(&gate), tokens, Some(verifier)));
+    let (issuer, state) = common::issuer_and_state(&t, &gate, SERVICE_TOKEN).await;
+    let app = server::app(state);
     let f = Fixture { app, issuer, t };
     f.call("POST", "/v1/subjects", Some(SERVICE_TOKEN), Some(json!({"subjects": [
         {"id": "u-journalist", "region": "us", "labels": ["journalist"],

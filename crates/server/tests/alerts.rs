@@ -3,6 +3,8 @@
 //! alerts that compliance officers list, filter, prove, export and act on — each action
 //! logged — and the webhook delivers each new alert once, retrying a failing receiver.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +16,7 @@ use http_body_util::BodyExt;
 use model::decision_entry::AlertActionEntry;
 use serde_json::{Value, json};
 use service::testing::{TestVault, sqlite_vault};
-use service::{AccessSettings, AlertDesk, Clock, ServiceToken, WebhookConfig, WebhookFormat};
+use service::{AccessSettings, AlertDesk, Clock, WebhookConfig, WebhookFormat};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
@@ -32,14 +34,9 @@ struct Fixture {
 async fn fixture(deliver: bool) -> Fixture {
     let t = sqlite_vault(None).await;
     let gate = t.gate(AccessSettings::default());
-    let issuer_dir = t.root.path().join("issuer");
-    std::fs::create_dir(&issuer_dir).unwrap();
-    let issuer = auth::DevIssuer::create(&issuer_dir, "https://id.test", "custos").unwrap();
-    let verifier = auth::TokenVerifier::new(issuer.identity_config()).await.unwrap();
-    let digest = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, SERVICE_TOKEN.as_bytes()));
-    let tokens = vec![ServiceToken { name: "tests".to_owned(), sha256: digest }];
+    let (issuer, state) = common::issuer_and_state(&t, &gate, SERVICE_TOKEN).await;
     let desk = Arc::new(AlertDesk::open(Arc::clone(&gate), Default::default(), deliver).await.unwrap());
-    let state = server::AppState::with_gate(Arc::clone(&gate), tokens, Some(verifier)).with_alerts(Arc::clone(&desk));
+    let state = state.with_alerts(Arc::clone(&desk));
     let f = Fixture { app: server::app(state), issuer, desk, t };
     f.call("POST", "/v1/subjects", Some(SERVICE_TOKEN), Some(json!({"subjects": [
         {"id": "u-journalist", "region": "us", "labels": ["journalist"],

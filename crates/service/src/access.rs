@@ -268,7 +268,19 @@ pub struct AccessSettings {
     /// A region without an entry is judged by the actor's home region alone.
     pub region_countries: BTreeMap<String, BTreeSet<String>>,
     pub approval_ttl: Duration,
+    /// Roles whose machine identities may exchange a platform session for a subject token
+    /// (`POST /v1/subject-tokens`).
+    pub subject_token_roles: BTreeSet<String>,
+    /// How long a minted subject token is valid.
+    pub subject_token_lifetime: Duration,
+    /// Accesses younger than this are withheld from a subject's report (counted, not shown).
+    pub report_notice_delay: Duration,
+    /// Whether a subject's report names the staff (or machine) id of each actor.
+    pub report_actor_ids: bool,
 }
+
+/// Roles that may mint subject tokens when the configuration does not say.
+pub const SUBJECT_TOKEN_ROLES_DEFAULT: [&str; 1] = ["subject_token_exchange"];
 
 impl Default for AccessSettings {
     fn default() -> Self {
@@ -276,6 +288,10 @@ impl Default for AccessSettings {
             approver_roles: APPROVER_ROLES_DEFAULT.iter().map(|role| (*role).to_owned()).collect(),
             region_countries: BTreeMap::new(),
             approval_ttl: APPROVAL_TTL_DEFAULT,
+            subject_token_roles: SUBJECT_TOKEN_ROLES_DEFAULT.iter().map(|role| (*role).to_owned()).collect(),
+            subject_token_lifetime: crate::subject_token::SUBJECT_TOKEN_LIFETIME_DEFAULT,
+            report_notice_delay: Duration::ZERO,
+            report_actor_ids: false,
         }
     }
 }
@@ -288,6 +304,9 @@ pub struct Gate {
     alerts: Option<Arc<dyn store::AlertStore>>,
     engine: Arc<PolicyEngine>,
     settings: AccessSettings,
+    /// Signs and checks subject tokens; absent when the deployment has no keys for them, and
+    /// then the subject routes are off.
+    subject_tokens: Option<Arc<crate::SubjectTokenKeys>>,
 }
 
 /// A validated request.
@@ -327,7 +346,18 @@ struct FieldOutcome {
 
 impl Gate {
     pub fn new(vault: Arc<Vault>, directory: Arc<dyn DirectoryStore>, engine: Arc<PolicyEngine>, settings: AccessSettings) -> Gate {
-        Gate { vault, directory, alerts: None, engine, settings }
+        Gate { vault, directory, alerts: None, engine, settings, subject_tokens: None }
+    }
+
+    /// Mints and checks subject tokens with `keys`.
+    pub fn with_subject_tokens(mut self, keys: Arc<crate::SubjectTokenKeys>) -> Gate {
+        self.subject_tokens = Some(keys);
+        self
+    }
+
+    /// The subject token keys, when this gate has them.
+    pub fn subject_tokens(&self) -> Option<&Arc<crate::SubjectTokenKeys>> {
+        self.subject_tokens.as_ref()
     }
 
     /// Keeps alerts in `alerts` (the directory's own database in a deployment).

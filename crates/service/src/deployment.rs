@@ -21,11 +21,11 @@ use model::{GeoDb, RegionId};
 use seal::{DataKeyCache, KeyProvider, KeyringFile, Pkcs11Config, Pkcs11Provider};
 use serde::{Deserialize, Serialize};
 use policy::PolicyEngine;
-use store::{DirectoryStore, LogStore, PostgresDirectory, PostgresStore, RegionStore, SqliteDirectory, SqliteStore};
+use store::{DirectoryStore, LogStore, PostgresDirectory, PostgresStore, RegionStore, SqliteDirectory, SqliteStore, SubjectIndexStore};
 
 use crate::log::{RegionLog, log_origin};
 use crate::log_keys::LogKeys;
-use crate::{AccessSettings, Clock, Gate, RegionSetup, Vault, VaultOptions};
+use crate::{AccessSettings, Clock, Gate, RegionSetup, SubjectTokenKeys, Vault, VaultOptions};
 
 /// The PostgreSQL schema of a deployment's directory.
 pub const DIRECTORY_SCHEMA_DEFAULT: &str = "custos_directory";
@@ -144,7 +144,25 @@ pub struct AccessConfig {
     /// read that region's subjects cross-border.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub region_countries: BTreeMap<String, Vec<String>>,
+    /// Roles whose machine identities may exchange a platform session for a subject token.
+    /// Default `["subject_token_exchange"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_roles: Option<Vec<String>>,
+    /// How long a subject token is valid, in seconds. Default 300, at most 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_lifetime_seconds: Option<u64>,
+    /// Accesses younger than this many seconds are withheld from a subject's report (and
+    /// counted). Default 0, at most a year.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_notice_delay_seconds: Option<u64>,
+    /// Whether subject reports name the id of each actor. Default false: role, employing
+    /// entity and country only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_actor_ids: Option<bool>,
 }
+
+/// Longest notice delay a deployment may set: a year.
+pub const REPORT_NOTICE_DELAY_SECONDS_MAX: u64 = 366 * 24 * 3600;
 
 /// Longest accepted approval lifetime: a week.
 pub const APPROVAL_TTL_SECONDS_MAX: u64 = 7 * 24 * 3600;
@@ -158,6 +176,16 @@ impl AccessConfig {
         if let Some(seconds) = self.approval_ttl_seconds {
             settings.approval_ttl = Duration::from_secs(seconds);
         }
+        if let Some(roles) = &self.subject_token_roles {
+            settings.subject_token_roles = roles.iter().cloned().collect();
+        }
+        if let Some(seconds) = self.subject_token_lifetime_seconds {
+            settings.subject_token_lifetime = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = self.report_notice_delay_seconds {
+            settings.report_notice_delay = Duration::from_secs(seconds);
+        }
+        settings.report_actor_ids = self.report_actor_ids.unwrap_or(false);
         settings.region_countries =
             self.region_countries.iter().map(|(region, countries)| (region.clone(), countries.iter().cloned().collect())).collect();
         settings
@@ -358,6 +386,23 @@ pub fn read_config(dir: &Path) -> Result<Config, DeploymentError> {
             message: format!("`access.approval_ttl_seconds` must be between 1 and {APPROVAL_TTL_SECONDS_MAX}"),
         });
     }
+    if let Some(seconds) = config.access.as_ref().and_then(|access| access.report_notice_delay_seconds)
+        && seconds > REPORT_NOTICE_DELAY_SECONDS_MAX
+    {
+        return Err(DeploymentError::Config {
+            path,
+            message: format!("`access.report_notice_delay_seconds` must be at most {REPORT_NOTICE_DELAY_SECONDS_MAX}"),
+        });
+    }
+    let subject_token_lifetime_seconds_max = crate::SUBJECT_TOKEN_LIFETIME_MAX.as_secs();
+    if let Some(seconds) = config.access.as_ref().and_then(|access| access.subject_token_lifetime_seconds)
+        && !(1..=subject_token_lifetime_seconds_max).contains(&seconds)
+    {
+        return Err(DeploymentError::Config {
+            path,
+            message: format!("`access.subject_token_lifetime_seconds` must be between 1 and {subject_token_lifetime_seconds_max}"),
+        });
+    }
     for (index, witness) in config.witnesses.iter().enumerate() {
         if let Err(error) = tlog::CosignatureVerifier::from_vkey(&witness.vkey) {
             return Err(DeploymentError::Config { path, message: format!("`witnesses[{index}].vkey` is not a cosignature key: {error}") });
@@ -392,30 +437,31 @@ pub async fn open_deployment(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Confi
     let seeds = LogKeys::in_data_dir(dir).seeds_creating(&config.regions)?;
     let search_keys = LogKeys::search_in_data_dir(dir).seeds_creating(&config.regions)?;
     let mut regions = Vec::with_capacity(config.regions.len());
-    let mut log_stores: Vec<Arc<dyn LogStore>> = Vec::with_capacity(config.regions.len());
+    let mut log_stores: Vec<(Arc<dyn LogStore>, Arc<dyn SubjectIndexStore>)> = Vec::with_capacity(config.regions.len());
     for region in &config.regions {
         let storage = |error: store::StoreError| DeploymentError::Storage { region: region.clone(), message: error.to_string() };
         // One object serves both the region's data and its log.
-        let (store, log): (Arc<dyn RegionStore>, Arc<dyn LogStore>) = match &config.storage {
+        let (store, log, index): (Arc<dyn RegionStore>, Arc<dyn LogStore>, Arc<dyn SubjectIndexStore>) = match &config.storage {
             StorageConfig::Sqlite => {
                 let store = Arc::new(SqliteStore::open(&dir.join(REGIONS_DIR_NAME), region.clone()).map_err(storage)?);
-                (store.clone(), store)
+                (store.clone(), store.clone(), store)
             }
             StorageConfig::Postgres { url } => {
                 let store = Arc::new(PostgresStore::connect(url, region.clone()).await.map_err(storage)?);
-                (store.clone(), store)
+                (store.clone(), store.clone(), store)
             }
         };
         let keys = open_keys(dir, &config.keys, region)?;
         regions.push(RegionSetup { region: region.clone(), store, keys });
-        log_stores.push(log);
+        log_stores.push((log, index));
     }
     let mut logs = Vec::with_capacity(config.regions.len());
-    for ((region, store), seed) in config.regions.iter().zip(log_stores).zip(&seeds) {
+    for ((region, (store, index)), seed) in config.regions.iter().zip(log_stores).zip(&seeds) {
         let log = RegionLog::start(region.clone(), store, &config.log_origin(region), seed, Some(config.checkpoint_interval()))
             .await
             .map_err(|error| DeploymentError::Log { region: region.clone(), message: error.to_string() })?
-            .with_witnesses(config.witness_verifiers(), config.witness_quorum.unwrap_or(0));
+            .with_witnesses(config.witness_verifiers(), config.witness_quorum.unwrap_or(0))
+            .with_subject_index(index);
         logs.push(log);
     }
     let geo = match &config.geo {
@@ -463,7 +509,12 @@ pub async fn open_gate(dir: &Path, clock: Arc<dyn Clock>) -> Result<(Config, Gat
             .map_err(|error| DeploymentError::Policy { path: PathBuf::from("<default policies>"), message: error.to_string() })?,
     };
     let settings = config.access.clone().unwrap_or_default().settings();
-    let gate = Gate::new(Arc::new(vault), directory, Arc::new(engine), settings).with_alerts(alerts);
+    // The vault holds the deployment lock, so only this process draws missing keys.
+    let seeds = LogKeys::subject_tokens_in_data_dir(dir).seeds_creating(&config.regions)?;
+    let subject_tokens = SubjectTokenKeys::from_seeds(config.log_origin_host(), config.regions.iter().cloned().zip(seeds).collect());
+    let gate = Gate::new(Arc::new(vault), directory, Arc::new(engine), settings)
+        .with_alerts(alerts)
+        .with_subject_tokens(Arc::new(subject_tokens));
     Ok((config, gate))
 }
 

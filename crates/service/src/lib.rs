@@ -17,6 +17,10 @@ mod ingest;
 mod log;
 mod log_keys;
 mod ocsf;
+mod subject_access;
+mod subject_index;
+mod subject_report;
+mod subject_token;
 mod vault;
 mod webhook;
 
@@ -26,7 +30,17 @@ pub mod testing;
 pub use access::{
     ACCESS_NAME_BYTES_MAX, ACCESS_SUBJECTS_MAX, APPROVAL_NOTE_BYTES_MAX, APPROVAL_TTL_DEFAULT, APPROVER_ROLES_DEFAULT,
     AccessAnswer, AccessInput, AccessSettings, ApprovalInput, ApprovalView, Caller, CallerKind, FieldAnswer, Gate,
-    JUSTIFICATION_BYTES_MAX, PendingView, Receipt, SubjectAnswer,
+    JUSTIFICATION_BYTES_MAX, PendingView, Receipt, SUBJECT_TOKEN_ROLES_DEFAULT, SubjectAnswer,
+};
+pub use subject_index::{SUBJECT_INDEX_INTERVAL, SUBJECT_INDEX_STEP_ENTRIES_MAX, spawn_subject_indexer};
+pub use subject_report::{
+    ActorIds, ReportAccess, ReportActor, ReportField, ReportHeader, ReportLine, ReportReceipt, SUBJECT_REPORT_ACCESSES_MAX, SUBJECT_REPORT_FORMAT,
+    SubjectReport, summarize as summarize_access,
+};
+pub use subject_access::{SubjectAuthError, SubjectTokenGrant, SubjectTokenInput};
+pub use subject_token::{
+    SUBJECT_TOKEN_AUDIENCE, SUBJECT_TOKEN_BYTES_MAX, SUBJECT_TOKEN_HEADER, SUBJECT_TOKEN_LIFETIME_DEFAULT, SUBJECT_TOKEN_LIFETIME_MAX,
+    SubjectBearer, SubjectClaims, SubjectTokenError, SubjectTokenKeys,
 };
 pub use directory::{CaseInput, CaseUpdate, CaseView, HrInput, LegalProcessInput, ShiftInput, StaffInput};
 pub use model::decision_entry::{
@@ -44,13 +58,13 @@ pub use webhook::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
-    AccessConfig, APPROVAL_TTL_SECONDS_MAX, CONFIG_FILE_NAME, DEV_AUDIENCE, DEV_ISSUER_DIR_NAME, DEV_ISSUER_NAME, Config, DIRECTORY_SCHEMA_DEFAULT, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig, WitnessConfig,
+    AccessConfig, APPROVAL_TTL_SECONDS_MAX, REPORT_NOTICE_DELAY_SECONDS_MAX, CONFIG_FILE_NAME, DEV_AUDIENCE, DEV_ISSUER_DIR_NAME, DEV_ISSUER_NAME, Config, DIRECTORY_SCHEMA_DEFAULT, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig, WitnessConfig,
     init_data_dir, open_deployment, open_gate, read_config,
     CHECKPOINT_INTERVAL_MS_DEFAULT, CHECKPOINT_INTERVAL_MS_MAX, LOG_ORIGIN_HOST_DEFAULT, log_verifier_key,
 };
 pub use error::{ServiceError, ValueRejection};
 pub use log::{LogReceipt, RegionLog, Witnessing, log_origin};
-pub use log_keys::{LOG_KEYS_FILE_NAME, LogKeyError, LogKeys, SEARCH_KEYS_FILE_NAME};
+pub use log_keys::{LOG_KEYS_FILE_NAME, LogKeyError, LogKeys, SEARCH_KEYS_FILE_NAME, SUBJECT_TOKEN_KEYS_FILE_NAME};
 pub use ingest::{
     INGEST_SUBJECTS_MAX, IngestOutcome, SubjectInput, VALUES_PER_SUBJECT_MAX, ValueInput, ValidatedSubject,
     validate_subject,

@@ -54,6 +54,9 @@ pub struct RegionLog {
     /// Witnesses whose cosignatures are accepted, and how many make a checkpoint witnessed.
     witnesses: Vec<tlog::CosignatureVerifier>,
     quorum: usize,
+    /// Which entries name which subject (the same database as the log); absent on logs
+    /// that serve no subject reports.
+    subject_index: Option<Arc<dyn store::SubjectIndexStore>>,
 }
 
 /// Where a region's latest checkpoint stands with its witnesses.
@@ -105,7 +108,19 @@ impl RegionLog {
         let tiles = checkpointer.tile_cache();
         checkpointer.sign_now().await.map_err(|error| internal(error.to_string()))?;
         let periodic = checkpoint_interval.map(|interval| Arc::clone(&checkpointer).spawn_periodic(interval));
-        Ok(RegionLog { region, store, sequencer, checkpointer, tiles, periodic, witnesses: Vec::new(), quorum: 0 })
+        Ok(RegionLog { region, store, sequencer, checkpointer, tiles, periodic, witnesses: Vec::new(), quorum: 0, subject_index: None })
+    }
+
+    /// Keeps the per-subject access index of this log in `index` (see
+    /// [`RegionLog::index_subjects_to`]).
+    pub fn with_subject_index(mut self, index: Arc<dyn store::SubjectIndexStore>) -> RegionLog {
+        self.subject_index = Some(index);
+        self
+    }
+
+    /// The per-subject access index, when this log keeps one.
+    pub fn subject_index(&self) -> Result<&Arc<dyn store::SubjectIndexStore>, ServiceError> {
+        self.subject_index.as_ref().ok_or_else(|| ServiceError::Log(format!("region {} keeps no subject index", self.region)))
     }
 
     /// Accepts cosignatures from `witnesses` (tlog-cosignature/v1 vkeys, already parsed);

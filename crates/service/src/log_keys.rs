@@ -1,6 +1,7 @@
 //! The access logs' Ed25519 signing keys: one 32-byte seed per region in
 //! `<data>/log-keys.json`, mode 0600, refused when its group or others may read or write it.
-//! The same format holds the search (blind-index) keys in `<data>/search-keys.json`.
+//! The same format holds the search (blind-index) keys in `<data>/search-keys.json` and the
+//! subject token signing keys in `<data>/subject-token-keys.json`.
 //!
 //! A separate file, not the keyring: a deployment whose key-encryption keys live in a
 //! PKCS#11 token has no keyring file, and its logs still need keys. Writes are atomic
@@ -26,6 +27,8 @@ use zeroize::{Zeroize, Zeroizing};
 pub const LOG_KEYS_FILE_NAME: &str = "log-keys.json";
 /// One 32-byte blind-index key per region (search), in the same format.
 pub const SEARCH_KEYS_FILE_NAME: &str = "search-keys.json";
+/// One Ed25519 seed per region signing subject tokens, in the same format.
+pub const SUBJECT_TOKEN_KEYS_FILE_NAME: &str = "subject-token-keys.json";
 const LOG_KEYS_FILE_MODE: u32 = 0o600;
 /// Permission bits that would let anyone but the owner read or change the keys.
 const LOG_KEYS_FILE_MODE_FORBIDDEN_BITS: u32 = 0o077;
@@ -77,6 +80,12 @@ impl LogKeys {
     /// separate file so that a key serves one purpose only.
     pub fn search_in_data_dir(dir: &Path) -> LogKeys {
         LogKeys { path: dir.join(SEARCH_KEYS_FILE_NAME) }
+    }
+
+    /// The file of the subject token signing keys: the same format and protections, a
+    /// separate file so that a log key never signs a token.
+    pub fn subject_tokens_in_data_dir(dir: &Path) -> LogKeys {
+        LogKeys { path: dir.join(SUBJECT_TOKEN_KEYS_FILE_NAME) }
     }
 
     pub fn path(&self) -> &Path {

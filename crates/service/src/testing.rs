@@ -11,7 +11,7 @@ use model::{FieldKind, RegionId, SubjectId};
 use seal::{DataKeyCache, KeyProvider, KeyringFile};
 use crate::{ManualClock, RegionLog, RegionSetup, SubjectInput, ValidatedSubject, Vault, VaultOptions, validate_subject};
 use store::testing::SchemaGuard;
-use store::{LogStore, PostgresStore, RegionStore, SqliteStore, StoredKey};
+use store::{LogStore, PostgresStore, RegionStore, SqliteStore, StoredKey, SubjectIndexStore};
 
 pub enum Backend {
     Sqlite { dir: PathBuf },
@@ -34,6 +34,8 @@ pub struct TestVault {
 pub const TEST_LOG_SEED: [u8; 32] = [7; 32];
 /// Every test vault's blind-index key.
 pub const TEST_SEARCH_KEY: [u8; 32] = [9; 32];
+/// The seed of every test vault's subject token key.
+pub const TEST_SUBJECT_TOKEN_SEED: [u8; 32] = [11; 32];
 /// Host of every test vault's log origin.
 pub const TEST_LOG_ORIGIN_HOST: &str = "custos.test";
 
@@ -63,7 +65,7 @@ pub async fn sqlite_vault(keys: Option<Arc<dyn KeyProvider>>) -> TestVault {
     let keys = keys.unwrap_or_else(|| keyring(&root, &region));
     let dir = root.path().join("regions");
     let store = Arc::new(SqliteStore::open(&dir, region.clone()).unwrap());
-    build(root, region, keys, store.clone(), store, Backend::Sqlite { dir }).await
+    build(root, region, keys, store.clone(), store.clone(), store, Backend::Sqlite { dir }).await
 }
 
 /// A vault on a fresh PostgreSQL schema, or `None` (after a SKIP line) without a server.
@@ -75,7 +77,7 @@ pub async fn postgres_vault(keys: Option<Arc<dyn KeyProvider>>, region_name: Opt
     let keys = keys.unwrap_or_else(|| keyring(&root, &region));
     let store = Arc::new(PostgresStore::connect(&url, region.clone()).await.unwrap());
     let schema = guard.schema().to_owned();
-    Some(build(root, region, keys, store.clone(), store, Backend::Postgres { url, schema, _guard: guard }).await)
+    Some(build(root, region, keys, store.clone(), store.clone(), store, Backend::Postgres { url, schema, _guard: guard }).await)
 }
 
 /// The vault with the region's log started (no periodic signer: tests sign on demand).
@@ -85,11 +87,12 @@ async fn build(
     keys: Arc<dyn KeyProvider>,
     store: Arc<dyn RegionStore>,
     log_store: Arc<dyn LogStore>,
+    subject_index: Arc<dyn SubjectIndexStore>,
     backend: Backend,
 ) -> TestVault {
     let setup = RegionSetup { region: region.clone(), store: Arc::clone(&store), keys: Arc::clone(&keys) };
     let origin = crate::log_origin(TEST_LOG_ORIGIN_HOST, &region);
-    let log = RegionLog::start(region.clone(), Arc::clone(&log_store), &origin, &TEST_LOG_SEED, None).await.unwrap();
+    let log = RegionLog::start(region.clone(), Arc::clone(&log_store), &origin, &TEST_LOG_SEED, None).await.unwrap().with_subject_index(subject_index);
     let clock = clock();
     let vault = Vault::new(vec![setup], VaultOptions { geo: None, clock: clock.clone(), cache: DataKeyCache::default() })
         .with_logs(vec![log])
@@ -124,7 +127,16 @@ impl TestVault {
         let directory = Arc::new(store::SqliteDirectory::open(self.root.path()).unwrap());
         let engine = Arc::new(policy::PolicyEngine::default_set().unwrap());
         let alerts: Arc<dyn store::AlertStore> = directory.clone();
-        Arc::new(crate::Gate::new(Arc::clone(&self.vault), directory, engine, settings).with_alerts(alerts))
+        Arc::new(
+            crate::Gate::new(Arc::clone(&self.vault), directory, engine, settings)
+                .with_alerts(alerts)
+                .with_subject_tokens(Arc::new(self.subject_token_keys())),
+        )
+    }
+
+    /// The subject token keys every test gate uses (from [`TEST_SUBJECT_TOKEN_SEED`]).
+    pub fn subject_token_keys(&self) -> crate::SubjectTokenKeys {
+        crate::SubjectTokenKeys::from_seeds(TEST_LOG_ORIGIN_HOST, vec![(self.region.clone(), zeroize::Zeroizing::new(TEST_SUBJECT_TOKEN_SEED))])
     }
 
     /// The test clock (every test vault runs on a [`ManualClock`]).

@@ -40,6 +40,11 @@
 //! -- version 4: search
 //! blind_index(field, digest 32 bytes, subject_id FK subjects, PK (field, digest, subject_id))
 //!     index (subject_id); rows of a subject are deleted when it is erased
+//!
+//! -- version 5: the per-subject access index (see [`subject_index`])
+//! subject_entries(subject_id, entry_index, PK (subject_id, entry_index))
+//!     no foreign key: the log outlives erasure, and so does the record of who was read
+//! subject_index_state(id PK = 1, next_index)             every entry below next_index is indexed
 //! ```
 //!
 //!
@@ -75,6 +80,8 @@ pub mod log;
 mod plan;
 mod postgres;
 mod sqlite;
+pub mod subject_index;
+pub mod subject_index_conformance;
 pub mod testing;
 
 use std::collections::BTreeSet;
@@ -107,6 +114,7 @@ pub use postgres::{
     POSTGRES_CONNECT_TIMEOUT_MS, POSTGRES_CONNECTIONS_MAX, POSTGRES_POOL_WAIT_TIMEOUT_MS,
     POSTGRES_SCHEMA_PREFIX, PostgresStore,
 };
+pub use subject_index::{SUBJECT_ENTRIES_MAX, SUBJECT_INDEX_BATCH_ROWS_MAX, SubjectIndexBatch, SubjectIndexStore};
 pub use sqlite::{SQLITE_BUSY_TIMEOUT_MS, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore};
 
 /// Most rows one [`WriteBatch`] may carry (subjects plus values). Also the most keys one
@@ -116,7 +124,7 @@ pub const WRITE_BATCH_ROWS_MAX: usize = 100_000;
 
 /// The schema version this build writes and understands: the number of migrations each
 /// backend carries.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// A subject as stored: metadata only, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +250,10 @@ pub enum StoreError {
     LogSizeMismatch { first_index: u64, stored_size: u64 },
     #[error("log batch is invalid: {0}")]
     LogBatchInvalid(String),
+    #[error("subject index batch starts at {from} but the stored cursor is {stored}")]
+    SubjectIndexCursorMismatch { from: u64, stored: u64 },
+    #[error("subject index batch is invalid: {0}")]
+    SubjectIndexInvalid(String),
     #[error("checkpoint of size {new} is smaller than the saved checkpoint of size {saved}")]
     CheckpointRollback { saved: u64, new: u64 },
     #[error("checkpoint of size {size} has a different root than the saved one of that size")]

@@ -63,6 +63,7 @@ use tokio_postgres::NoTls;
 
 use crate::log::{self, COSIGNATURES_PER_CHECKPOINT_MAX, LogBatch, LogState, LogStore, StoredCheckpoint, StoredCosignature};
 use crate::plan::{self, BatchPlan, PlannedSubject, PlannedValue, SubjectRow, SubjectState};
+use crate::subject_index::{self, SubjectIndexBatch, SubjectIndexStore};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
     StoredKey, SubjectRecord, WriteBatch, WriteOutcome,
@@ -162,6 +163,20 @@ CREATE TABLE {schema}.blind_index (
 );
 
 CREATE INDEX blind_index_subject ON {schema}.blind_index (subject_id);
+"#,
+    r#"
+CREATE TABLE {schema}.subject_entries (
+    subject_id TEXT COLLATE "C" NOT NULL,
+    entry_index BIGINT NOT NULL CHECK (entry_index >= 0),
+    PRIMARY KEY (subject_id, entry_index)
+);
+
+CREATE TABLE {schema}.subject_index_state (
+    id SMALLINT NOT NULL PRIMARY KEY CHECK (id = 1),
+    next_index BIGINT NOT NULL CHECK (next_index >= 0)
+);
+
+INSERT INTO {schema}.subject_index_state (id, next_index) VALUES (1, 0);
 "#,
 ];
 
@@ -1407,5 +1422,73 @@ pub(crate) fn postgres_detail(error: tokio_postgres::Error) -> String {
     match std::error::Error::source(&error) {
         Some(source) => format!("{error}: {source}"),
         None => error.to_string(),
+    }
+}
+
+#[async_trait]
+impl SubjectIndexStore for PostgresStore {
+    async fn subject_index_cursor(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT next_index FROM {}.subject_index_state WHERE id = 1", quoted(&self.schema)), &[])
+            .await
+            .map_err(postgres_error)?;
+        row.map_or(Ok(0), |row| plan::count(row.get(0)))
+    }
+
+    async fn index_subjects(&self, batch: &SubjectIndexBatch) -> Result<(), StoreError> {
+        subject_index::check_index_batch(batch)?;
+        let schema = quoted(&self.schema);
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let result = async {
+            // The row lock orders concurrent followers: the second sees the first's cursor.
+            let row = transaction
+                .query_one(&format!("SELECT next_index FROM {schema}.subject_index_state WHERE id = 1 FOR UPDATE"), &[])
+                .await
+                .map_err(postgres_error)?;
+            let stored = plan::count(row.get(0))?;
+            if stored != batch.from {
+                return Err(StoreError::SubjectIndexCursorMismatch { from: batch.from, stored });
+            }
+            let subjects: Vec<&str> = batch.rows.iter().map(|(subject, _)| subject.as_str()).collect();
+            let indexes = batch.rows.iter().map(|(_, index)| log::to_i64(*index)).collect::<Result<Vec<i64>, _>>()?;
+            transaction
+                .execute(
+                    &format!(
+                        "INSERT INTO {schema}.subject_entries (subject_id, entry_index) \
+                         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]) ON CONFLICT (subject_id, entry_index) DO NOTHING"
+                    ),
+                    &[&subjects, &indexes],
+                )
+                .await
+                .map_err(postgres_error)?;
+            let to = log::to_i64(batch.to)?;
+            transaction
+                .execute(&format!("UPDATE {schema}.subject_index_state SET next_index = $1 WHERE id = 1"), &[&to])
+                .await
+                .map_err(postgres_error)?;
+            Ok(())
+        }
+        .await;
+        finish(transaction, result).await
+    }
+
+    async fn subject_entries(&self, subject: &SubjectId, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        subject_index::check_entries_limit(limit)?;
+        let (below, limit) = (log::to_i64(below)?, log::to_i64(limit as u64)?);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT entry_index FROM {}.subject_entries WHERE subject_id = $1 AND entry_index < $2 \
+                     ORDER BY entry_index LIMIT $3",
+                    quoted(&self.schema)
+                ),
+                &[&subject.as_str(), &below, &limit],
+            )
+            .await
+            .map_err(postgres_error)?;
+        rows.iter().map(|row| plan::count(row.get(0))).collect()
     }
 }

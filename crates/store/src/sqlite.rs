@@ -58,6 +58,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::log::{self, COSIGNATURES_PER_CHECKPOINT_MAX, LogBatch, LogState, LogStore, StoredCheckpoint, StoredCosignature};
 use crate::plan::{self, BatchPlan, SubjectRow, SubjectState};
+use crate::subject_index::{self, SubjectIndexBatch, SubjectIndexStore};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
     StoredKey, SubjectRecord, WriteBatch, WriteOutcome,
@@ -159,6 +160,20 @@ CREATE TABLE blind_index (
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX blind_index_subject ON blind_index (subject_id);
+"#,
+    r#"
+CREATE TABLE subject_entries (
+    subject_id TEXT NOT NULL,
+    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
+    PRIMARY KEY (subject_id, entry_index)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE subject_index_state (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    next_index INTEGER NOT NULL CHECK (next_index >= 0)
+) STRICT;
+
+INSERT INTO subject_index_state (id, next_index) VALUES (1, 0);
 "#,
 ];
 
@@ -1220,4 +1235,61 @@ pub(crate) fn now_ms() -> i64 {
 
 pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
     StoreError::Sqlite(error.to_string())
+}
+
+#[async_trait]
+impl SubjectIndexStore for SqliteStore {
+    async fn subject_index_cursor(&self) -> Result<u64, StoreError> {
+        self.with_reader(|connection| select_subject_index_cursor(connection)).await
+    }
+
+    async fn index_subjects(&self, batch: &SubjectIndexBatch) -> Result<(), StoreError> {
+        subject_index::check_index_batch(batch)?;
+        let batch = batch.clone();
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let stored = select_subject_index_cursor(&transaction)?;
+            if stored != batch.from {
+                return Err(StoreError::SubjectIndexCursorMismatch { from: batch.from, stored });
+            }
+            {
+                let mut insert = transaction
+                    .prepare_cached(
+                        "INSERT INTO subject_entries (subject_id, entry_index) VALUES (?1, ?2) \
+                         ON CONFLICT (subject_id, entry_index) DO NOTHING",
+                    )
+                    .map_err(sqlite_error)?;
+                for (subject, index) in &batch.rows {
+                    insert.execute(params![subject.as_str(), log::to_i64(*index)?]).map_err(sqlite_error)?;
+                }
+            }
+            transaction
+                .execute("UPDATE subject_index_state SET next_index = ?1 WHERE id = 1", params![log::to_i64(batch.to)?])
+                .map_err(sqlite_error)?;
+            transaction.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn subject_entries(&self, subject: &SubjectId, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        subject_index::check_entries_limit(limit)?;
+        let (subject, below, limit) = (subject.to_string(), log::to_i64(below)?, log::to_i64(limit as u64)?);
+        self.with_reader(move |connection| {
+            let mut select = connection
+                .prepare_cached(
+                    "SELECT entry_index FROM subject_entries WHERE subject_id = ?1 AND entry_index < ?2 \
+                     ORDER BY entry_index LIMIT ?3",
+                )
+                .map_err(sqlite_error)?;
+            let rows = select.query_map(params![subject, below, limit], |row| row.get::<_, i64>(0)).map_err(sqlite_error)?;
+            rows.map(|row| plan::count(row.map_err(sqlite_error)?)).collect()
+        })
+        .await
+    }
+}
+
+fn select_subject_index_cursor(connection: &Connection) -> Result<u64, StoreError> {
+    let stored: i64 =
+        connection.query_row("SELECT next_index FROM subject_index_state WHERE id = 1", [], |row| row.get(0)).map_err(sqlite_error)?;
+    plan::count(stored)
 }

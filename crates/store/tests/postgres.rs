@@ -55,6 +55,16 @@ async fn conformance_suite_passes_twice_on_one_schema() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_index_conformance_passes_twice_on_one_schema() {
+    let Some(url) = testing::postgres_url_or_skip().await else {
+        return;
+    };
+    let (store, _guard) = testing::postgres_test_store(&url).await;
+    store::subject_index_conformance::run_all(&store, "postgres").await;
+    store::subject_index_conformance::run_all(&store, "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_a_multi_thread_runtime() {
     let Some(url) = testing::postgres_url_or_skip().await else {
         return;

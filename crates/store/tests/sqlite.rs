@@ -58,6 +58,19 @@ async fn conformance_suite_passes_twice_on_one_store() {
     conformance::run_log_all(&store, "sqlite").await;
 }
 
+#[tokio::test]
+async fn subject_index_conformance_passes_twice_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
+    store::subject_index_conformance::run_all(&store, "sqlite").await;
+    store::subject_index_conformance::run_all(&store, "sqlite").await;
+    let cursor = store::SubjectIndexStore::subject_index_cursor(&store).await.unwrap();
+    drop(store);
+    let reopened = SqliteStore::open(dir.path(), region("eu")).unwrap();
+    assert_eq!(store::SubjectIndexStore::subject_index_cursor(&reopened).await.unwrap(), cursor, "the cursor is durable");
+    store::subject_index_conformance::run_all(&reopened, "sqlite").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_a_multi_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,76 @@
+//! The follower that keeps a region's per-subject access index level with its log: it reads
+//! the entries past the stored cursor, decodes them with the detector's decoder and stores
+//! (subject, index) for every access decision, moving the cursor in the same transaction.
+//!
+//! Crash-safe and complete by construction: the cursor and the rows it covers commit
+//! together, the store refuses a batch that does not start at its cursor, and rows are keyed
+//! by (subject, index). A follower killed at any point, or two running at once, leave every
+//! entry below the cursor indexed exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::{StoreError, SubjectIndexBatch};
+use tokio::task::JoinHandle;
+
+use crate::{RegionLog, ServiceError, Vault};
+
+/// Most log entries one indexing step reads and commits.
+pub const SUBJECT_INDEX_STEP_ENTRIES_MAX: u64 = 1_000;
+/// How often the live follower brings each region's index level with its log.
+pub const SUBJECT_INDEX_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The live follower for `custos serve`: every [`SUBJECT_INDEX_INTERVAL`], indexes each
+/// served region's log up to its size, so a report rarely has entries left to index. A
+/// failure is logged and retried on the next tick; reports catch up on their own anyway.
+pub fn spawn_subject_indexer(vault: Arc<Vault>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(SUBJECT_INDEX_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            for region in vault.regions() {
+                let Ok(log) = vault.log(region) else { continue };
+                if log.subject_index().is_err() {
+                    continue;
+                }
+                if let Err(error) = log.index_subjects_to(u64::MAX).await {
+                    tracing::warn!(%region, %error, "subject index follower failed; retrying");
+                }
+            }
+        }
+    })
+}
+
+impl RegionLog {
+    /// Indexes the log up to `target` entries (clamped to the durable size) and returns the
+    /// cursor reached: every entry below it is indexed.
+    pub async fn index_subjects_to(&self, target: u64) -> Result<u64, ServiceError> {
+        let index = self.subject_index()?;
+        let target = target.min(self.size().await?);
+        let mut cursor = index.subject_index_cursor().await?;
+        while cursor < target {
+            let end = target.min(cursor + SUBJECT_INDEX_STEP_ENTRIES_MAX);
+            let entries = self.canonical_entries(cursor, end).await?;
+            let mut rows = Vec::new();
+            for (offset, canonical) in entries.iter().enumerate() {
+                let at = cursor + offset as u64;
+                let entry = detect::decode(self.region().as_str(), at, canonical).map_err(|error| ServiceError::Log(error.to_string()))?;
+                if let detect::Entry::Access(access) = entry
+                    && !access.subject.id.is_empty()
+                {
+                    let subject = model::SubjectId::new(&access.subject.id)
+                        .map_err(|error| ServiceError::Log(format!("entry {at} of region {}: subject id: {error}", self.region())))?;
+                    rows.push((subject, at));
+                }
+            }
+            match index.index_subjects(&SubjectIndexBatch { from: cursor, to: end, rows }).await {
+                Ok(()) => cursor = end,
+                // Another follower got there first: carry on from where it left the cursor.
+                Err(StoreError::SubjectIndexCursorMismatch { stored, .. }) => cursor = stored,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(cursor)
+    }
+}

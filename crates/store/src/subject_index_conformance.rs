@@ -1,0 +1,121 @@
+//! The conformance suite of the per-subject access index ([`SubjectIndexStore`]): every
+//! backend must pass it. Each run makes its own subject ids and works from the cursor it
+//! finds, so the suite can run any number of times against one store. Checks panic with a
+//! message naming the backend.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use model::SubjectId;
+
+use crate::subject_index::{SUBJECT_ENTRIES_MAX, SUBJECT_INDEX_BATCH_ROWS_MAX, SubjectIndexBatch, SubjectIndexStore};
+use crate::StoreError;
+
+/// Runs every check, in order.
+pub async fn run_all(store: &dyn SubjectIndexStore, backend: &str) {
+    check_index_and_read(store, backend).await;
+    check_cursor_must_match(store, backend).await;
+    check_rows_are_idempotent(store, backend).await;
+    check_batch_validation(store, backend).await;
+    check_concurrent_followers(store, backend).await;
+}
+
+/// Rows written move the cursor; a subject's entries read back in order, bounded by `below`
+/// and `limit`, and never include another subject's.
+pub async fn check_index_and_read(store: &dyn SubjectIndexStore, backend: &str) {
+    let (ada, bob) = (unique("ada"), unique("bob"));
+    let from = store.subject_index_cursor().await.expect("cursor");
+    let rows = vec![(ada.clone(), from), (bob.clone(), from + 1), (ada.clone(), from + 3), (ada.clone(), from + 4)];
+    store.index_subjects(&SubjectIndexBatch { from, to: from + 5, rows }).await.expect("index");
+    assert_eq!(store.subject_index_cursor().await.expect("cursor"), from + 5, "{backend}: the cursor moved");
+    let entries = |subject: SubjectId, below: u64, limit: usize| async move { store.subject_entries(&subject, below, limit).await.expect("entries") };
+    assert_eq!(entries(ada.clone(), from + 5, 100).await, vec![from, from + 3, from + 4], "{backend}: ada's entries");
+    assert_eq!(entries(bob.clone(), from + 5, 100).await, vec![from + 1], "{backend}: bob's entries");
+    assert_eq!(entries(ada.clone(), from + 4, 100).await, vec![from, from + 3], "{backend}: below is exclusive");
+    assert_eq!(entries(ada.clone(), from + 5, 2).await, vec![from, from + 3], "{backend}: limit");
+    assert_eq!(entries(unique("nobody"), from + 5, 100).await, Vec::<u64>::new(), "{backend}: an unknown subject");
+    match store.subject_entries(&ada, from + 5, SUBJECT_ENTRIES_MAX + 1).await {
+        Err(StoreError::BatchTooLarge { .. }) => {}
+        other => panic!("{backend}: expected BatchTooLarge for a long read, got {other:?}"),
+    }
+    // An empty batch (a stretch of the log naming nobody) moves the cursor too.
+    store.index_subjects(&SubjectIndexBatch { from: from + 5, to: from + 9, rows: Vec::new() }).await.expect("empty batch");
+    assert_eq!(store.subject_index_cursor().await.expect("cursor"), from + 9, "{backend}: an empty batch moved the cursor");
+}
+
+/// A batch that does not start at the stored cursor writes nothing, rows included.
+pub async fn check_cursor_must_match(store: &dyn SubjectIndexStore, backend: &str) {
+    let ada = unique("ada");
+    let stored = store.subject_index_cursor().await.expect("cursor");
+    for from in [stored + 1, stored.saturating_sub(1)] {
+        if from == stored {
+            continue;
+        }
+        let batch = SubjectIndexBatch { from, to: from + 2, rows: vec![(ada.clone(), from)] };
+        match store.index_subjects(&batch).await {
+            Err(StoreError::SubjectIndexCursorMismatch { from: refused, stored: found }) => {
+                assert_eq!((refused, found), (from, stored), "{backend}: the error names both cursors");
+            }
+            other => panic!("{backend}: expected SubjectIndexCursorMismatch from {from}, got {other:?}"),
+        }
+    }
+    assert_eq!(store.subject_index_cursor().await.expect("cursor"), stored, "{backend}: the cursor did not move");
+    assert!(store.subject_entries(&ada, u64::MAX >> 2, 100).await.expect("entries").is_empty(), "{backend}: no row was written");
+}
+
+/// A follower that crashed after its commit and re-reads the same entries writes the same
+/// rows again from the new cursor without doubling any: rows are keyed by (subject, index).
+pub async fn check_rows_are_idempotent(store: &dyn SubjectIndexStore, backend: &str) {
+    let ada = unique("ada");
+    let from = store.subject_index_cursor().await.expect("cursor");
+    store.index_subjects(&SubjectIndexBatch { from, to: from + 1, rows: vec![(ada.clone(), from)] }).await.expect("index");
+    let repeated = SubjectIndexBatch { from: from + 1, to: from + 2, rows: vec![(ada.clone(), from + 1)] };
+    store.index_subjects(&repeated).await.expect("index");
+    assert_eq!(store.subject_entries(&ada, from + 2, 100).await.expect("entries"), vec![from, from + 1], "{backend}: entries");
+}
+
+/// Rows outside the batch's range, a cursor moving back and oversized batches are refused.
+pub async fn check_batch_validation(store: &dyn SubjectIndexStore, backend: &str) {
+    let ada = unique("ada");
+    let from = store.subject_index_cursor().await.expect("cursor");
+    let invalid = [
+        SubjectIndexBatch { from, to: from + 2, rows: vec![(ada.clone(), from + 2)] },
+        SubjectIndexBatch { from, to: from + 2, rows: vec![(ada.clone(), from.wrapping_sub(1))] },
+        SubjectIndexBatch { from: from + 1, to: from, rows: Vec::new() },
+    ];
+    for batch in invalid {
+        match store.index_subjects(&batch).await {
+            Err(StoreError::SubjectIndexInvalid(_)) => {}
+            other => panic!("{backend}: expected SubjectIndexInvalid for {batch:?}, got {other:?}"),
+        }
+    }
+    let rows = (0..=SUBJECT_INDEX_BATCH_ROWS_MAX as u64).map(|offset| (ada.clone(), from + offset)).collect();
+    let too_many = SubjectIndexBatch { from, to: from + SUBJECT_INDEX_BATCH_ROWS_MAX as u64 + 1, rows };
+    match store.index_subjects(&too_many).await {
+        Err(StoreError::BatchTooLarge { .. }) => {}
+        other => panic!("{backend}: expected BatchTooLarge, got {other:?}"),
+    }
+    assert_eq!(store.subject_index_cursor().await.expect("cursor"), from, "{backend}: nothing moved");
+}
+
+/// Two followers racing with the same batch: exactly one succeeds.
+pub async fn check_concurrent_followers(store: &dyn SubjectIndexStore, backend: &str) {
+    let ada = unique("ada");
+    let from = store.subject_index_cursor().await.expect("cursor");
+    let batch = SubjectIndexBatch { from, to: from + 1, rows: vec![(ada.clone(), from)] };
+    let (first, second) = tokio::join!(store.index_subjects(&batch), store.index_subjects(&batch));
+    let succeeded = [&first, &second].iter().filter(|result| result.is_ok()).count();
+    assert_eq!(succeeded, 1, "{backend}: exactly one follower wins: {first:?} {second:?}");
+    for result in [first, second] {
+        if let Err(error) = result {
+            assert!(matches!(error, StoreError::SubjectIndexCursorMismatch { .. }), "{backend}: the loser is told why: {error:?}");
+        }
+    }
+    assert_eq!(store.subject_index_cursor().await.expect("cursor"), from + 1, "{backend}: cursor");
+}
+
+fn unique(name: &str) -> SubjectId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+    SubjectId::new(&format!("si-{name}-{nanos}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))).expect("subject id")
+}
