@@ -58,7 +58,7 @@ impl Gate {
         let now = self.vault().clock().now();
         let lifetime = self.settings().subject_token_lifetime;
         let token = keys.mint(&subject, &region, now, lifetime).map_err(|error| ServiceError::Internal(error.to_string()))?;
-        let expires_at = now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::minutes(5));
+        let expires_at = crate::SubjectTokenKeys::expires_at(now, lifetime);
         Ok(SubjectTokenGrant { token, subject: subject.to_string(), region: region.to_string(), expires_at })
     }
 

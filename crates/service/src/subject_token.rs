@@ -136,7 +136,14 @@ impl SubjectTokenKeys {
         SubjectTokenKeys { issuer: issuer.to_owned(), keys }
     }
 
-    /// A token for `subject` of `region`, valid from `now` for `lifetime`.
+    /// When a token minted at `now` with `lifetime` expires: its `exp` claim, whole seconds.
+    pub fn expires_at(now: DateTime<Utc>, lifetime: Duration) -> DateTime<Utc> {
+        let exp = now.timestamp().saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2));
+        DateTime::from_timestamp(exp, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// A token for `subject` of `region`, valid from `now` for `lifetime` (until
+    /// [`SubjectTokenKeys::expires_at`]).
     pub fn mint(&self, subject: &SubjectId, region: &RegionId, now: DateTime<Utc>, lifetime: Duration) -> Result<String, SubjectTokenError> {
         let mut jti = [0u8; 16];
         aws_lc_rs::rand::fill(&mut jti).map_err(|_| SubjectTokenError::Random)?;
@@ -146,7 +153,7 @@ impl SubjectTokenKeys {
             sub: subject.to_string(),
             region: region.to_string(),
             iat: now.timestamp(),
-            exp: now.timestamp() + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2),
+            exp: SubjectTokenKeys::expires_at(now, lifetime).timestamp(),
             jti: hex::encode(jti),
         };
         self.sign(region, &claims)
