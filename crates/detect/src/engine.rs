@@ -119,12 +119,7 @@ impl Detector {
     /// Observes the entry at `region`/`index` and returns the alerts it raises, in rule order.
     pub fn observe(&mut self, region: &str, index: u64, entry: &Entry, facts: &dyn Facts) -> Vec<Alert> {
         let mut alerts = Vec::new();
-        let at_ms = match entry {
-            Entry::Access(access) => access.at_ms,
-            Entry::Approval(approval) => approval.at_ms,
-            Entry::AlertAction(action) => action.at_ms,
-            Entry::Other { .. } => self.now_ms,
-        };
+        let at_ms = entry.at_ms().unwrap_or(self.now_ms);
         // Entries of one region are in log order, which concurrent requests may leave a few
         // milliseconds out of time order; rule time never goes backwards.
         self.now_ms = self.now_ms.max(at_ms);

@@ -2,7 +2,7 @@
 //! derived from it once (what explains it, what it revealed, who the target is) so that
 //! every rule reads the same answers.
 
-use model::decision_entry::{AccessEntry, AlertActionEntry, ApprovalEntry, kind_of};
+use model::decision_entry::{AccessEntry, AlertActionEntry, ApprovalEntry, RecordViewEntry, kind_of};
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{CaseFacts, Facts, StaffFacts};
@@ -21,8 +21,22 @@ pub enum Entry {
     Access(Box<AccessEntry>),
     Approval(Box<ApprovalEntry>),
     AlertAction(Box<AlertActionEntry>),
+    RecordView(Box<RecordViewEntry>),
     /// An entry of a kind this build has no rules for (kept so the cursor still moves).
     Other { kind: String },
+}
+
+impl Entry {
+    /// The entry's own time, when its kind carries one.
+    pub fn at_ms(&self) -> Option<i64> {
+        match self {
+            Entry::Access(access) => Some(access.at_ms),
+            Entry::Approval(approval) => Some(approval.at_ms),
+            Entry::AlertAction(action) => Some(action.at_ms),
+            Entry::RecordView(view) => Some(view.at_ms),
+            Entry::Other { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +57,7 @@ pub fn decode(region: &str, index: u64, canonical: &[u8]) -> Result<Entry, Decod
         "access" => Entry::Access(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
         "approval" => Entry::Approval(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
         "alert_action" => Entry::AlertAction(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
+        "record_view" => Entry::RecordView(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
         _ => Entry::Other { kind },
     })
 }

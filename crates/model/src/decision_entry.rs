@@ -157,6 +157,29 @@ pub struct AlertActionEntry {
     pub note: String,
 }
 
+/// A compliance officer's view of access records (a console timeline, an alert, a report),
+/// logged before the records are shown: whoever audits is audited too. One entry per region
+/// whose records the view shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordViewEntry {
+    pub v: u32,
+    /// Always `record_view`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at_ms: i64,
+    pub by: ActorSnapshot,
+    /// What was viewed: `actor_timeline`, `case_timeline`, `subject_timeline`, `alert`,
+    /// `report`.
+    pub view: String,
+    /// The actor, case, subject or alert id viewed.
+    pub target: String,
+    /// The log indexes of this region's records shown, as inclusive ranges `[first, last]`
+    /// in ascending order (empty when none were).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shown: Vec<[u64; 2]>,
+}
+
 /// Encodes an entry canonically.
 pub fn encode<T: Serialize>(entry: &T) -> Vec<u8> {
     // INVARIANT: the entry types hold only strings, integers, booleans and sequences of them,

@@ -38,29 +38,40 @@ pub(crate) async fn require_identity(State(state): State<AppState>, mut request:
 /// refusing it (401 with the reason code, 503 when identity is not configured or the
 /// identity provider's keys cannot be had).
 pub(crate) async fn verified_caller(state: &AppState, headers: &header::HeaderMap) -> Result<Caller, Response> {
-    let (Some(gate), Some(identity)) = (&state.gate, &state.identity) else {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdentityNotConfigured, "staff identity is not configured on this node")
-            .into_response());
-    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     let Some(token) = presented else {
+        if state.gate.is_none() || state.identity.is_none() {
+            return Err(not_configured().into_response());
+        }
         return Err(challenge(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "a bearer token from the identity provider is required")));
+    };
+    token_caller(state, token).await.map(|(caller, _expires_at)| caller).map_err(|error| {
+        if error.status == StatusCode::UNAUTHORIZED { challenge(error) } else { error.into_response() }
+    })
+}
+
+/// The caller a staff or machine JWT speaks for, completed by the directory, with the
+/// token's expiry; or the error refusing it (401 with the reason code, 503 when identity is
+/// not configured or the identity provider's keys cannot be had).
+pub(crate) async fn token_caller(state: &AppState, token: &str) -> Result<(Caller, chrono::DateTime<chrono::Utc>), ApiError> {
+    let (Some(gate), Some(identity)) = (&state.gate, &state.identity) else {
+        return Err(not_configured());
     };
     let verified = match identity.verify(token, gate.vault().clock().now()).await {
         Ok(verified) => verified,
         Err(auth::TokenError::Jwks(error)) => {
             tracing::error!(%error, "identity provider key set unavailable");
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdentityUnavailable, "the identity provider's keys are unavailable")
-                .into_response());
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdentityUnavailable, "the identity provider's keys are unavailable"));
         }
         Err(error) => {
             metrics::counter!("custos_tokens_refused_total", "reason" => error.code()).increment(1);
-            return Err(challenge(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, format!("{error} ({})", error.code()))));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, format!("{error} ({})", error.code())));
         }
     };
+    let expires_at = verified.expires_at;
     let caller = Caller {
         id: verified.id,
         kind: match verified.kind {
@@ -73,7 +84,11 @@ pub(crate) async fn verified_caller(state: &AppState, headers: &header::HeaderMa
         country: verified.country,
         region: verified.region,
     };
-    gate.caller(caller).await.map_err(|error| ApiError::from(error).into_response())
+    Ok((gate.caller(caller).await?, expires_at))
+}
+
+fn not_configured() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdentityNotConfigured, "staff identity is not configured on this node")
 }
 
 fn challenge(error: ApiError) -> Response {

@@ -272,7 +272,7 @@ async fn detector(
 
 /// The desk, for a caller holding the compliance officer role: 403 `forbidden` without it,
 /// 503 `detector_unavailable` on a node that runs no detector.
-fn desk<'a>(state: &'a AppState, caller: &Caller) -> Result<&'a AlertDesk, ApiError> {
+pub(crate) fn desk<'a>(state: &'a AppState, caller: &Caller) -> Result<&'a AlertDesk, ApiError> {
     if !caller.roles.iter().any(|role| role == COMPLIANCE_OFFICER_ROLE) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -285,7 +285,7 @@ fn desk<'a>(state: &'a AppState, caller: &Caller) -> Result<&'a AlertDesk, ApiEr
     })
 }
 
-async fn stored_alert(desk: &AlertDesk, id: &str) -> Result<(store::AlertRecord, Vec<store::AlertNote>), ApiError> {
+pub(crate) async fn stored_alert(desk: &AlertDesk, id: &str) -> Result<(store::AlertRecord, Vec<store::AlertNote>), ApiError> {
     desk.store()
         .alert(id)
         .await
@@ -322,7 +322,7 @@ async fn evidence_proof(state: &AppState, region: &str, index: u64) -> Result<Re
 }
 
 /// The store filter and the page size a query asks for; 400 naming the parameter otherwise.
-fn filter(query: &AlertQuery) -> Result<(AlertFilter, usize), ApiError> {
+pub(crate) fn filter(query: &AlertQuery) -> Result<(AlertFilter, usize), ApiError> {
     let invalid = |parameter: &str, message: String| {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, format!("query parameter `{parameter}`: {message}"))
     };
@@ -381,7 +381,7 @@ fn filter(query: &AlertQuery) -> Result<(AlertFilter, usize), ApiError> {
 }
 
 /// The opaque page cursor of `(at_ms, id)`: base64url of `<at_ms>:<id>`.
-fn cursor(at_ms: i64, id: &str) -> String {
+pub(crate) fn cursor(at_ms: i64, id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{at_ms}:{id}"))
 }
 

@@ -3,6 +3,7 @@
 
 mod access;
 mod alerts;
+mod console;
 mod directory;
 mod error;
 mod ingest;
@@ -24,6 +25,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use alerts::{ALERT_FILTER_BYTES_MAX, ALERTS_LIMIT_DEFAULT, ALERTS_LIMIT_MAX, COMPLIANCE_OFFICER_ROLE, EVIDENCE_PROOFS_MAX};
+pub use console::{CONSOLE_ALERTS_PAGE, CONSOLE_COOKIE, CONSOLE_TOKEN_BYTES_MAX};
 pub use error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 pub use log::{
     CHECKPOINT_CACHE_CONTROL, FULL_BUNDLE_CACHE_CONTROL, FULL_TILE_CACHE_CONTROL, PARTIAL_BUNDLE_CACHE_CONTROL,
@@ -103,6 +105,7 @@ pub fn app(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     Router::new()
         .merge(api)
+        .merge(console::routes(state.clone()))
         .route("/log/{region}/tile/{*path}", get(log::tile))
         .route("/openapi.json", get(move || openapi_json(Arc::clone(&openapi))))
         .route("/healthz", get(healthz))

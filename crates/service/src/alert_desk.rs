@@ -160,7 +160,7 @@ impl NoteView {
 
 /// Milliseconds since the epoch as a time; a stored value beyond chrono's range (years past
 /// ±262,000) is shown at the end of the range it overflowed rather than refused.
-pub(crate) fn time(ms: i64) -> DateTime<Utc> {
+pub fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(if ms < 0 { DateTime::<Utc>::MIN_UTC } else { DateTime::<Utc>::MAX_UTC })
 }
 

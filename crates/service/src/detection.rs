@@ -82,12 +82,7 @@ impl Detection {
             for (offset, canonical) in log.canonical_entries(start, end).await?.into_iter().enumerate() {
                 let index = start + offset as u64;
                 let entry = detect::decode(region.as_str(), index, &canonical).map_err(|error| ServiceError::Log(error.to_string()))?;
-                let at_ms = match &entry {
-                    Entry::Access(access) => access.at_ms,
-                    Entry::Approval(approval) => approval.at_ms,
-                    Entry::AlertAction(action) => action.at_ms,
-                    Entry::Other { .. } => i64::MIN,
-                };
+                let at_ms = entry.at_ms().unwrap_or(i64::MIN);
                 batch.push((at_ms, region.to_string(), index, entry));
             }
             advanced.insert(region.to_string(), end);

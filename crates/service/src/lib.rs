@@ -9,6 +9,7 @@
 mod access;
 mod alert_desk;
 mod clock;
+mod console;
 mod detection;
 mod directory;
 mod deployment;
@@ -49,13 +50,15 @@ pub use model::decision_entry::{
 pub use detection::{Cursors, DETECTION_READ_ENTRIES_MAX, Detection, Step};
 pub use alert_desk::{
     AlertDesk, AlertView, DeskOptions, CHECKPOINT_EVERY, CHECKPOINT_EVERY_ENTRIES, DETECTOR_NAME, EvidenceView, NoteView, POLL_INTERVAL, Progress,
-    WebhookConfig, WebhookFormat, record as alert_record,
+    WebhookConfig, WebhookFormat, record as alert_record, time as time_from_ms,
 };
 pub use ocsf::{OCSF_ACTIVITY_CREATE, OCSF_CATEGORY_UID, OCSF_CLASS_UID, OCSF_SCHEMA_VERSION, detection_finding};
 pub use webhook::{
     DeliveryReport, WEBHOOK_ATTEMPTS_MAX, WEBHOOK_BACKOFF_FIRST, WEBHOOK_BACKOFF_MAX, WEBHOOK_DELIVERIES_PER_ROUND_MAX, WEBHOOK_INTERVAL,
     WEBHOOK_TIMEOUT, WEBHOOK_URL_BYTES_MAX, backoff as webhook_backoff, deliver_due, spawn_webhook,
 };
+pub use detect::Entry as LogEntry;
+pub use console::{ACTIVITY_BUCKET_MS, TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX, Timeline, TimelineCursor, TimelineItem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{
     AccessConfig, APPROVAL_TTL_SECONDS_MAX, REPORT_NOTICE_DELAY_SECONDS_MAX, CONFIG_FILE_NAME, DEV_AUDIENCE, DEV_ISSUER_DIR_NAME, DEV_ISSUER_NAME, Config, DIRECTORY_SCHEMA_DEFAULT, DeploymentError, GeoConfig, InitOptions, KeysConfig, ServiceToken, StorageConfig, WitnessConfig,

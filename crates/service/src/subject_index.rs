@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{StoreError, SubjectIndexBatch};
+use store::{StoreError, SubjectIndexBatch, TIMELINE_KEY_BYTES_MAX, TimelineKind, TimelineRow};
 use tokio::task::JoinHandle;
 
 use crate::{RegionLog, ServiceError, Vault};
@@ -53,9 +53,11 @@ impl RegionLog {
             let end = target.min(cursor + SUBJECT_INDEX_STEP_ENTRIES_MAX);
             let entries = self.canonical_entries(cursor, end).await?;
             let mut rows = Vec::new();
+            let mut timeline = Vec::new();
             for (offset, canonical) in entries.iter().enumerate() {
                 let at = cursor + offset as u64;
                 let entry = detect::decode(self.region().as_str(), at, canonical).map_err(|error| ServiceError::Log(error.to_string()))?;
+                timeline_rows(&entry, at, &mut timeline);
                 if let detect::Entry::Access(access) = entry
                     && !access.subject.id.is_empty()
                 {
@@ -64,7 +66,7 @@ impl RegionLog {
                     rows.push((subject, at));
                 }
             }
-            match index.index_subjects(&SubjectIndexBatch { from: cursor, to: end, rows }).await {
+            match index.index_subjects(&SubjectIndexBatch { from: cursor, to: end, rows, timeline }).await {
                 Ok(()) => cursor = end,
                 // Another follower got there first: carry on from where it left the cursor.
                 Err(StoreError::SubjectIndexCursorMismatch { stored, .. }) => cursor = stored,
@@ -72,5 +74,28 @@ impl RegionLog {
             }
         }
         Ok(cursor)
+    }
+}
+
+/// The timelines the entry at `index` belongs to: whoever acted in it (the caller, the
+/// approver, the reviewer, the viewer), and for an access decision its case and subject.
+/// Ids longer than a timeline key can hold are left off (they cannot be asked for either).
+fn timeline_rows(entry: &detect::Entry, index: u64, rows: &mut Vec<TimelineRow>) {
+    let Some(at_ms) = entry.at_ms() else { return };
+    let mut push = |kind: TimelineKind, key: &str| {
+        if !key.is_empty() && key.len() <= TIMELINE_KEY_BYTES_MAX {
+            rows.push(TimelineRow { kind, key: key.to_owned(), index, at_ms });
+        }
+    };
+    match entry {
+        detect::Entry::Access(access) => {
+            push(TimelineKind::Actor, &access.actor.id);
+            push(TimelineKind::Case, access.case.as_deref().unwrap_or(""));
+            push(TimelineKind::Subject, &access.subject.id);
+        }
+        detect::Entry::Approval(approval) => push(TimelineKind::Actor, &approval.approver.id),
+        detect::Entry::AlertAction(action) => push(TimelineKind::Actor, &action.by.id),
+        detect::Entry::RecordView(view) => push(TimelineKind::Actor, &view.by.id),
+        detect::Entry::Other { .. } => {}
     }
 }

@@ -45,6 +45,12 @@
 //! subject_entries(subject_id, entry_index, PK (subject_id, entry_index))
 //!     no foreign key: the log outlives erasure, and so does the record of who was read
 //! subject_index_state(id PK = 1, next_index)             every entry below next_index is indexed
+//!
+//! -- version 6: the compliance console's timelines (see [`subject_index`])
+//! timeline_entries(kind 1 actor | 2 case | 3 subject, key, entry_index, at_ms,
+//!                  PK (kind, key, entry_index))
+//!     the migration sets subject_index_state.next_index back to 0, so the follower fills
+//!     the timelines of entries indexed before (subject rows it re-adds are no-ops)
 //! ```
 //!
 //!
@@ -114,7 +120,10 @@ pub use postgres::{
     POSTGRES_CONNECT_TIMEOUT_MS, POSTGRES_CONNECTIONS_MAX, POSTGRES_POOL_WAIT_TIMEOUT_MS,
     POSTGRES_SCHEMA_PREFIX, PostgresStore,
 };
-pub use subject_index::{SUBJECT_ENTRIES_MAX, SUBJECT_INDEX_BATCH_ROWS_MAX, SubjectIndexBatch, SubjectIndexStore};
+pub use subject_index::{
+    SUBJECT_ENTRIES_MAX, SUBJECT_INDEX_BATCH_ROWS_MAX, SubjectIndexBatch, SubjectIndexStore, TIMELINE_BATCH_ROWS_MAX, TIMELINE_BUCKETS_MAX,
+    TIMELINE_KEY_BYTES_MAX, TimelineKind, TimelinePoint, TimelineRow,
+};
 pub use sqlite::{SQLITE_BUSY_TIMEOUT_MS, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore};
 
 /// Most rows one [`WriteBatch`] may carry (subjects plus values). Also the most keys one
@@ -124,7 +133,7 @@ pub const WRITE_BATCH_ROWS_MAX: usize = 100_000;
 
 /// The schema version this build writes and understands: the number of migrations each
 /// backend carries.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// A subject as stored: metadata only, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]

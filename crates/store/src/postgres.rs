@@ -63,7 +63,7 @@ use tokio_postgres::NoTls;
 
 use crate::log::{self, COSIGNATURES_PER_CHECKPOINT_MAX, LogBatch, LogState, LogStore, StoredCheckpoint, StoredCosignature};
 use crate::plan::{self, BatchPlan, PlannedSubject, PlannedValue, SubjectRow, SubjectState};
-use crate::subject_index::{self, SubjectIndexBatch, SubjectIndexStore};
+use crate::subject_index::{self, SubjectIndexBatch, SubjectIndexStore, TimelineKind, TimelinePoint};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
     StoredKey, SubjectRecord, WriteBatch, WriteOutcome,
@@ -177,6 +177,17 @@ CREATE TABLE {schema}.subject_index_state (
 );
 
 INSERT INTO {schema}.subject_index_state (id, next_index) VALUES (1, 0);
+"#,
+    r#"
+CREATE TABLE {schema}.timeline_entries (
+    kind SMALLINT NOT NULL CHECK (kind IN (1, 2, 3)),
+    key TEXT COLLATE "C" NOT NULL,
+    entry_index BIGINT NOT NULL CHECK (entry_index >= 0),
+    at_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, key, entry_index)
+);
+
+UPDATE {schema}.subject_index_state SET next_index = 0 WHERE id = 1;
 "#,
 ];
 
@@ -1463,6 +1474,21 @@ impl SubjectIndexStore for PostgresStore {
                 )
                 .await
                 .map_err(postgres_error)?;
+            let kinds: Vec<i16> = batch.timeline.iter().map(|row| row.kind.code()).collect();
+            let keys: Vec<&str> = batch.timeline.iter().map(|row| row.key.as_str()).collect();
+            let indexes = batch.timeline.iter().map(|row| log::to_i64(row.index)).collect::<Result<Vec<i64>, _>>()?;
+            let times: Vec<i64> = batch.timeline.iter().map(|row| row.at_ms).collect();
+            transaction
+                .execute(
+                    &format!(
+                        "INSERT INTO {schema}.timeline_entries (kind, key, entry_index, at_ms) \
+                         SELECT * FROM UNNEST($1::SMALLINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) \
+                         ON CONFLICT (kind, key, entry_index) DO NOTHING"
+                    ),
+                    &[&kinds, &keys, &indexes, &times],
+                )
+                .await
+                .map_err(postgres_error)?;
             let to = log::to_i64(batch.to)?;
             transaction
                 .execute(&format!("UPDATE {schema}.subject_index_state SET next_index = $1 WHERE id = 1"), &[&to])
@@ -1490,5 +1516,43 @@ impl SubjectIndexStore for PostgresStore {
             .await
             .map_err(postgres_error)?;
         rows.iter().map(|row| plan::count(row.get(0))).collect()
+    }
+
+    async fn timeline(&self, kind: TimelineKind, key: &str, below: u64, limit: usize) -> Result<Vec<TimelinePoint>, StoreError> {
+        subject_index::check_entries_limit(limit)?;
+        let (below, limit) = (log::to_i64(below)?, log::to_i64(limit as u64)?);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT entry_index, at_ms FROM {}.timeline_entries WHERE kind = $1 AND key = $2 AND entry_index < $3 \
+                     ORDER BY entry_index DESC LIMIT $4",
+                    quoted(&self.schema)
+                ),
+                &[&kind.code(), &key, &below, &limit],
+            )
+            .await
+            .map_err(postgres_error)?;
+        rows.iter().map(|row| Ok(TimelinePoint { index: plan::count(row.get(0))?, at_ms: row.get(1) })).collect()
+    }
+
+    async fn timeline_activity(&self, kind: TimelineKind, key: &str, bucket_ms: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        subject_index::check_bucket(bucket_ms)?;
+        let limit = subject_index::TIMELINE_BUCKETS_MAX as i64 + 1;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT floor(at_ms::NUMERIC / $3::BIGINT)::BIGINT * $3::BIGINT AS bucket, count(*) FROM {}.timeline_entries \
+                     WHERE kind = $1 AND key = $2 GROUP BY bucket ORDER BY bucket LIMIT $4",
+                    quoted(&self.schema)
+                ),
+                &[&kind.code(), &key, &bucket_ms, &limit],
+            )
+            .await
+            .map_err(postgres_error)?;
+        let buckets = rows.iter().map(|row| Ok((row.get::<_, i64>(0), plan::count(row.get(1))?))).collect::<Result<Vec<_>, StoreError>>()?;
+        subject_index::check_buckets(&buckets)?;
+        Ok(buckets)
     }
 }

@@ -58,7 +58,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use crate::log::{self, COSIGNATURES_PER_CHECKPOINT_MAX, LogBatch, LogState, LogStore, StoredCheckpoint, StoredCosignature};
 use crate::plan::{self, BatchPlan, SubjectRow, SubjectState};
-use crate::subject_index::{self, SubjectIndexBatch, SubjectIndexStore};
+use crate::subject_index::{self, SubjectIndexBatch, SubjectIndexStore, TimelineKind, TimelinePoint};
 use crate::{
     ErasureRecord, RegionStore, Rewrap, SCHEMA_VERSION, SealedValue, StoreError, StoreStats,
     StoredKey, SubjectRecord, WriteBatch, WriteOutcome,
@@ -174,6 +174,17 @@ CREATE TABLE subject_index_state (
 ) STRICT;
 
 INSERT INTO subject_index_state (id, next_index) VALUES (1, 0);
+"#,
+    r#"
+CREATE TABLE timeline_entries (
+    kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3)),
+    key TEXT NOT NULL,
+    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, key, entry_index)
+) STRICT, WITHOUT ROWID;
+
+UPDATE subject_index_state SET next_index = 0 WHERE id = 1;
 "#,
 ];
 
@@ -1262,6 +1273,15 @@ impl SubjectIndexStore for SqliteStore {
                 for (subject, index) in &batch.rows {
                     insert.execute(params![subject.as_str(), log::to_i64(*index)?]).map_err(sqlite_error)?;
                 }
+                let mut insert = transaction
+                    .prepare_cached(
+                        "INSERT INTO timeline_entries (kind, key, entry_index, at_ms) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (kind, key, entry_index) DO NOTHING",
+                    )
+                    .map_err(sqlite_error)?;
+                for row in &batch.timeline {
+                    insert.execute(params![row.kind.code(), row.key, log::to_i64(row.index)?, row.at_ms]).map_err(sqlite_error)?;
+                }
             }
             transaction
                 .execute("UPDATE subject_index_state SET next_index = ?1 WHERE id = 1", params![log::to_i64(batch.to)?])
@@ -1285,6 +1305,56 @@ impl SubjectIndexStore for SqliteStore {
             rows.map(|row| plan::count(row.map_err(sqlite_error)?)).collect()
         })
         .await
+    }
+
+    async fn timeline(&self, kind: TimelineKind, key: &str, below: u64, limit: usize) -> Result<Vec<TimelinePoint>, StoreError> {
+        subject_index::check_entries_limit(limit)?;
+        let (key, below, limit) = (key.to_owned(), log::to_i64(below)?, log::to_i64(limit as u64)?);
+        self.with_reader(move |connection| {
+            let mut select = connection
+                .prepare_cached(
+                    "SELECT entry_index, at_ms FROM timeline_entries WHERE kind = ?1 AND key = ?2 AND entry_index < ?3 \
+                     ORDER BY entry_index DESC LIMIT ?4",
+                )
+                .map_err(sqlite_error)?;
+            let rows = select
+                .query_map(params![kind.code(), key, below, limit], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(sqlite_error)?;
+            rows.map(|row| {
+                let (index, at_ms) = row.map_err(sqlite_error)?;
+                Ok(TimelinePoint { index: plan::count(index)?, at_ms })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn timeline_activity(&self, kind: TimelineKind, key: &str, bucket_ms: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        subject_index::check_bucket(bucket_ms)?;
+        let key = key.to_owned();
+        let buckets = self
+            .with_reader(move |connection| {
+                // Integer division truncates toward zero; shift negative times so buckets start
+                // at multiples of bucket_ms for them too.
+                let mut select = connection
+                    .prepare_cached(
+                        "SELECT bucket, count(*) FROM (SELECT (CASE WHEN at_ms >= 0 THEN at_ms / ?3 ELSE (at_ms + 1) / ?3 - 1 END) * ?3 AS bucket \
+                         FROM timeline_entries WHERE kind = ?1 AND key = ?2) GROUP BY bucket ORDER BY bucket LIMIT ?4",
+                    )
+                    .map_err(sqlite_error)?;
+                let limit = subject_index::TIMELINE_BUCKETS_MAX as i64 + 1;
+                let rows = select
+                    .query_map(params![kind.code(), key, bucket_ms, limit], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+                    .map_err(sqlite_error)?;
+                rows.map(|row| {
+                    let (bucket, count) = row.map_err(sqlite_error)?;
+                    Ok((bucket, plan::count(count)?))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await?;
+        subject_index::check_buckets(&buckets)?;
+        Ok(buckets)
     }
 }
 
