@@ -43,7 +43,8 @@ impl TimelineCursor {
     }
 
     fn below(&self, region: &RegionId) -> u64 {
-        self.below.get(region.as_str()).copied().unwrap_or(u64::MAX)
+        // Log indexes are below 2^63 (stores keep them as signed 64-bit integers).
+        self.below.get(region.as_str()).copied().unwrap_or(i64::MAX as u64)
     }
 }
 
@@ -108,7 +109,7 @@ impl Gate {
             let log = self.vault().log(region)?;
             let index = log.subject_index()?;
             log.index_subjects_to(u64::MAX).await?;
-            for point in index.timeline(kind, key, cursor.below(region), limit.min(SUBJECT_ENTRIES_MAX)).await? {
+            for point in index.timeline(kind, key, cursor.below(region), (limit + 1).min(SUBJECT_ENTRIES_MAX)).await? {
                 candidates.push((region.clone(), point));
             }
             for (bucket, count) in index.timeline_activity(kind, key, ACTIVITY_BUCKET_MS).await? {

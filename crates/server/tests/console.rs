@@ -1,0 +1,300 @@
+//! The compliance console over HTTP with real tokens from a development issuer, a real
+//! SQLite deployment, the default policies and the detector: only a signed-in compliance
+//! officer gets in; an alert leads to the actor's timeline and is resolved; every page that
+//! shows access records first logs a `record_view` entry naming what it showed; timelines
+//! page through every entry, and show one actor's, case's or subject's entries only.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use model::decision_entry::RecordViewEntry;
+use serde_json::{Value, json};
+use service::testing::{TestVault, sqlite_vault};
+use service::{AccessSettings, AlertDesk, Clock};
+use tower::ServiceExt;
+
+const SERVICE_TOKEN: &str = "cst_test-token-for-the-console-tests";
+const OFFICER: &str = "s-officer";
+
+struct Fixture {
+    app: Router,
+    issuer: auth::DevIssuer,
+    desk: Arc<AlertDesk>,
+    t: TestVault,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    cookie: Option<String>,
+    body: String,
+}
+
+async fn fixture() -> Fixture {
+    let t = sqlite_vault(None).await;
+    let gate = t.gate(AccessSettings::default());
+    let (issuer, state) = common::issuer_and_state(&t, &gate, SERVICE_TOKEN).await;
+    let desk = Arc::new(AlertDesk::open(Arc::clone(&gate), Default::default(), false).await.unwrap());
+    let f = Fixture { app: server::app(state.with_alerts(Arc::clone(&desk))), issuer, desk, t };
+    let subjects = json!({"subjects": [
+        {"id": "u-journalist", "region": "us", "labels": ["journalist"], "values": {"email": ["ada.reporter@newsroom.example"]}},
+        {"id": "u-plain", "region": "us", "values": {"email": ["bob@example.com"]}}
+    ]});
+    let request = Request::post("/v1/subjects")
+        .header("authorization", format!("Bearer {SERVICE_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(subjects.to_string()))
+        .unwrap();
+    assert_eq!(f.app.clone().oneshot(request).await.unwrap().status(), StatusCode::OK);
+    f
+}
+
+impl Fixture {
+    fn token(&self, id: &str, roles: &[&str]) -> String {
+        let claims = auth::IdentityClaims {
+            id: id.to_owned(),
+            kind: auth::IdentityKind::Staff,
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            team: None,
+            entity: Some("entity-us".to_owned()),
+            country: Some("US".to_owned()),
+            region: Some("us".to_owned()),
+        };
+        self.issuer.mint(&claims, self.t.vault.clock().now(), std::time::Duration::from_secs(600)).unwrap()
+    }
+
+    /// Signs in with `token` and returns the cookie the console set.
+    async fn sign_in(&self, token: &str) -> String {
+        let page = self.form("/console/login", None, &[("token", token)], None).await;
+        assert_eq!((page.status, page.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/alerts")), "{}", page.body);
+        let cookie = page.cookie.expect("a cookie");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
+            assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+        }
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    async fn send(&self, request: Request<Body>) -> Page {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let header = |name| response.headers().get(name).map(|value: &header::HeaderValue| value.to_str().unwrap().to_owned());
+        let (location, cookie) = (header(header::LOCATION), header(header::SET_COOKIE));
+        let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        Page { status, location, cookie, body }
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Page {
+        let mut request = Request::get(path);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn form(&self, path: &str, cookie: Option<&str>, fields: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let body = fields.iter().map(|(name, value)| format!("{name}={}", urlencode(value))).collect::<Vec<_>>().join("&");
+        let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").header(header::HOST, "console.test");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        self.send(request.body(Body::from(body)).unwrap()).await
+    }
+
+    /// `staff` reads `subject`'s email for support with no case: nothing explains it.
+    async fn unexplained_read(&self, staff: &str, subject: &str) {
+        let body = json!({"subjects": [subject], "fields": {"email": "masked"}, "purpose": "support", "justification": "curious"});
+        let request = Request::post("/v1/access")
+            .header("authorization", format!("Bearer {}", self.token(staff, &["support_agent"])))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        assert_eq!(self.app.clone().oneshot(request).await.unwrap().status(), StatusCode::OK);
+    }
+
+    /// Every `record_view` entry in the region's log, in log order.
+    async fn record_views(&self) -> Vec<RecordViewEntry> {
+        let log = self.t.vault.log(&self.t.region).unwrap();
+        let entries = log.canonical_entries(0, log.size().await.unwrap()).await.unwrap();
+        entries
+            .iter()
+            .filter(|entry| service::kind_of(entry).is_some_and(|(_, kind)| kind == "record_view"))
+            .map(|entry| serde_json::from_slice(entry).unwrap())
+            .collect()
+    }
+
+    /// The log indexes of `actor`'s access decisions.
+    async fn accesses_of(&self, actor: &str) -> Vec<u64> {
+        let log = self.t.vault.log(&self.t.region).unwrap();
+        let entries = log.canonical_entries(0, log.size().await.unwrap()).await.unwrap();
+        (0..entries.len() as u64)
+            .filter(|&index| {
+                let entry: Value = serde_json::from_slice(&entries[index as usize]).unwrap();
+                entry["type"] == "access" && entry["actor"]["id"] == actor
+            })
+            .collect()
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    value.bytes().map(|byte| if byte.is_ascii_alphanumeric() || b"-_.".contains(&byte) { (byte as char).to_string() } else { format!("%{byte:02X}") }).collect()
+}
+
+/// Access decision rows on a console page.
+fn decision_rows(body: &str) -> usize {
+    body.matches("<tr class=\"decision-").count()
+}
+
+fn indexes(shown: &[[u64; 2]]) -> Vec<u64> {
+    shown.iter().flat_map(|range| range[0]..=range[1]).collect()
+}
+
+#[tokio::test]
+async fn only_a_signed_in_compliance_officer_gets_in() {
+    let f = fixture().await;
+    // No cookie: every page sends the browser to sign in.
+    for path in ["/console", "/console/alerts", "/console/actors/s-agent", "/console/log", "/console/policies"] {
+        let page = f.get(path, None).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.location.as_deref(), Some("/console/login"), "{path}");
+    }
+    let login = f.get("/console/login", None).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains("name=\"token\""), "{}", login.body);
+
+    // A staff token without the role, a forged token, junk, a cross-site post: refused, no cookie.
+    let agent = f.token("s-agent", &["support_agent"]);
+    let page = f.form("/console/login", None, &[("token", &agent)], None).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("compliance_officer") && page.cookie.is_none(), "{}", page.body);
+    let officer = f.token(OFFICER, &["compliance_officer"]);
+    let (head, _signature) = officer.rsplit_once('.').unwrap();
+    let forged = format!("{head}.AAAA");
+    let page = f.form("/console/login", None, &[("token", &forged)], None).await;
+    assert_eq!((page.status, page.cookie.is_none()), (StatusCode::UNAUTHORIZED, true), "{}", page.body);
+    let page = f.form("/console/login", None, &[("token", "not a token")], None).await;
+    assert_eq!((page.status, page.cookie.is_none()), (StatusCode::BAD_REQUEST, true));
+    let page = f.form("/console/login", None, &[("token", &officer)], Some("http://evil.example")).await;
+    assert_eq!((page.status, page.cookie.is_none()), (StatusCode::FORBIDDEN, true));
+
+    // The officer gets in; the same token as a forged cookie does not.
+    let cookie = f.sign_in(&officer).await;
+    let page = f.get("/console/alerts", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(OFFICER) && page.body.contains("Alerts"), "{}", page.body);
+    let page = f.get("/console/alerts", Some(&format!("custos_console={forged}"))).await;
+    assert_eq!((page.status, page.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/login?expired=1")));
+    // A cookie whose token lost the role since (a new token without it) is refused.
+    let demoted = f.token(OFFICER, &["support_agent"]);
+    assert_eq!(f.get("/console/alerts", Some(&format!("custos_console={demoted}"))).await.status, StatusCode::FORBIDDEN);
+    // Forms posted from another site are refused even with the cookie.
+    let page = f.form("/console/logout", Some(&cookie), &[], Some("http://evil.example")).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = f.form("/console/logout", Some(&cookie), &[], Some("http://console.test")).await;
+    assert_eq!((page.status, page.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/login")));
+    assert!(page.cookie.unwrap().contains("Max-Age=0"));
+    // The token expires: the cookie with it no longer opens anything.
+    let clock = f.t.clock();
+    assert!(clock.advance_to(clock.now() + chrono::Duration::minutes(20)));
+    assert_eq!(f.get("/console/alerts", Some(&cookie)).await.location.as_deref(), Some("/console/login?expired=1"));
+}
+
+#[tokio::test]
+async fn an_alert_leads_to_the_actors_timeline_and_is_resolved_and_every_view_is_logged() {
+    let f = fixture().await;
+    f.unexplained_read("s-agent", "u-journalist").await;
+    f.unexplained_read("s-agent", "u-plain").await;
+    f.unexplained_read("s-other", "u-plain").await;
+    f.desk.catch_up().await.unwrap();
+    let cookie = f.sign_in(&f.token(OFFICER, &["compliance_officer"])).await;
+
+    // The queue, filtered to the high alert about the journalist.
+    let queue = f.get("/console/alerts?status=open&severity=high&rule=&actor=&subject=", Some(&cookie)).await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
+    assert_eq!(queue.body.matches("class=\"alert-link\"").count(), 1, "{}", queue.body);
+    assert!(queue.body.contains("protected_target"), "{}", queue.body);
+    let id = queue.body.split("href=\"/console/alerts/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert!(f.record_views().await.is_empty(), "the queue shows alerts, not access records");
+
+    // The alert page shows its evidence, after logging that the officer saw it.
+    let alert = f.get(&format!("/console/alerts/{id}"), Some(&cookie)).await;
+    assert_eq!(alert.status, StatusCode::OK, "{}", alert.body);
+    assert!(alert.body.contains("u-journalist") && alert.body.contains("href=\"/console/actors/s-agent\""), "{}", alert.body);
+    let views = f.record_views().await;
+    assert_eq!(views.len(), 1, "{views:?}");
+    assert_eq!((views[0].view.as_str(), views[0].target.as_str(), views[0].by.id.as_str()), ("alert", id.as_str(), OFFICER));
+    let agent_accesses = f.accesses_of("s-agent").await;
+    assert!(indexes(&views[0].shown).iter().all(|index| agent_accesses.contains(index)), "{views:?}");
+    assert!(!views[0].shown.is_empty());
+
+    // The actor's timeline: their two decisions, none of s-other's, with the chart.
+    let timeline = f.get("/console/actors/s-agent", Some(&cookie)).await;
+    assert_eq!(timeline.status, StatusCode::OK, "{}", timeline.body);
+    assert_eq!(decision_rows(&timeline.body), 2, "{}", timeline.body);
+    assert!(timeline.body.contains("<svg") && timeline.body.contains("u-journalist") && !timeline.body.contains("s-other"), "{}", timeline.body);
+    let views = f.record_views().await;
+    assert_eq!(views.len(), 2);
+    assert_eq!((views[1].view.as_str(), views[1].target.as_str()), ("actor_timeline", "s-agent"));
+    assert_eq!(indexes(&views[1].shown), agent_accesses, "the entry names exactly the records shown");
+
+    // Resolve it with a note: the action is logged, the alert is resolved.
+    let resolved = f.form(&format!("/console/alerts/{id}/resolve"), Some(&cookie), &[("note", "spoke to s-agent; training")], Some("http://console.test")).await;
+    assert_eq!((resolved.status, resolved.location.clone()), (StatusCode::SEE_OTHER, Some(format!("/console/alerts/{id}"))), "{}", resolved.body);
+    let alert = f.get(&format!("/console/alerts/{id}"), Some(&cookie)).await;
+    assert!(alert.body.contains("id=\"alert-status\">resolved") && alert.body.contains("spoke to s-agent; training"), "{}", alert.body);
+    assert!(!alert.body.contains("id=\"resolve\""), "no resolve form on a resolved alert");
+    // Resolving twice is a clear error, not a silent success.
+    let again = f.form(&format!("/console/alerts/{id}/resolve"), Some(&cookie), &[("note", "again")], None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+
+    // The officer's own timeline shows their views and their resolution: the auditors audited.
+    let own = f.get(&format!("/console/actors/{OFFICER}"), Some(&cookie)).await;
+    assert!(own.body.contains("viewed actor timeline") && own.body.contains("viewed alert") && own.body.contains("resolve alert"), "{}", own.body);
+
+    // The subject's and the case-less timelines show only what names them.
+    let subject = f.get("/console/subjects/u-plain", Some(&cookie)).await;
+    assert_eq!(decision_rows(&subject.body), 2, "{}", subject.body);
+    assert!(!subject.body.contains(">u-journalist<"), "{}", subject.body);
+    let nobody = f.get("/console/cases/CASE-NONE", Some(&cookie)).await;
+    assert_eq!((nobody.status, decision_rows(&nobody.body)), (StatusCode::OK, 0));
+    let logged = f.record_views().await;
+    let last = logged.last().unwrap();
+    assert_eq!((last.view.as_str(), last.target.as_str(), last.shown.is_empty()), ("case_timeline", "CASE-NONE", true), "looking is logged even when nothing shows");
+
+    // A bad cursor is named.
+    let bad = f.get("/console/actors/s-agent?before=us:x", Some(&cookie)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("us:x"), "{}", bad.body);
+}
+
+#[tokio::test]
+async fn a_timeline_pages_through_every_entry_newest_first() {
+    let f = fixture().await;
+    for _ in 0..130 {
+        f.unexplained_read("s-busy", "u-plain").await;
+        let clock = f.t.clock();
+        assert!(clock.advance_to(clock.now() + chrono::Duration::hours(1)));
+    }
+    let cookie = f.sign_in(&f.token(OFFICER, &["compliance_officer"])).await;
+    let first = f.get("/console/actors/s-busy", Some(&cookie)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(decision_rows(&first.body), 100);
+    assert!(first.body.contains("130 log entries in all"), "{}", first.body);
+    // The chart has a bar per day with activity (130 hours: 6 days).
+    assert_eq!(first.body.matches("<rect ").count(), 6, "{}", first.body);
+    let next = first.body.split("id=\"next-page\" href=\"").nth(1).unwrap_or_else(|| panic!("{}", &first.body[first.body.len() - 600..])).split('"').next().unwrap().replace("&amp;", "&");
+    let second = f.get(&next, Some(&cookie)).await;
+    assert_eq!(decision_rows(&second.body), 30, "{}", second.body);
+    assert!(!second.body.contains("id=\"next-page\""));
+    let views = f.record_views().await;
+    let mut shown: Vec<u64> = views.iter().flat_map(|view| indexes(&view.shown)).collect();
+    shown.sort_unstable();
+    assert_eq!(shown, f.accesses_of("s-busy").await, "the two pages showed each entry once");
+}
