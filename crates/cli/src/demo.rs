@@ -25,6 +25,43 @@ const DEMO_MMDB_CANDIDATES: [&str; 2] = ["../shared/data/geo-whois-asn-country.m
 const DEMO_TOKEN_FILE: &str = "demo-service-token";
 /// Reasons printed per decision of the leak hunt; the log entry holds them all.
 const DEMO_REASONS_SHOWN: usize = 2;
+/// Where the served demo writes its URLs and tokens (JSON, [`DemoUrls`]) once it listens.
+pub const DEMO_URLS_FILE: &str = "demo-urls.json";
+/// The compliance officer the demo signs into the console as.
+const DEMO_OFFICER: &str = "s-compliance-1";
+/// How long the demo's officer and journalist tokens last.
+const DEMO_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// What the served demo prints at the end, also written to [`DEMO_URLS_FILE`] for scripts
+/// and the browser tests.
+#[derive(Debug, serde::Serialize)]
+struct DemoUrls {
+    base: String,
+    /// The console's sign-in page.
+    console: String,
+    officer: String,
+    /// A staff token of the demo's compliance officer, from the development issuer.
+    officer_token: String,
+    journalist: String,
+    /// The journalist's own access report as HTML, with a subject token in the query.
+    journalist_report: String,
+}
+
+/// A staff token for the demo's compliance officer (in the `us` region's compliance team).
+fn mint_demo_officer(data: &Path) -> anyhow::Result<String> {
+    let issuer = auth::DevIssuer::open(&data.join(service::DEV_ISSUER_DIR_NAME))?;
+    let claims = auth::IdentityClaims {
+        id: DEMO_OFFICER.to_owned(),
+        kind: auth::IdentityKind::Staff,
+        roles: vec![server::COMPLIANCE_OFFICER_ROLE.to_owned()],
+        team: Some("compliance".to_owned()),
+        entity: Some("platform-us".to_owned()),
+        country: Some("US".to_owned()),
+        region: Some("us".to_owned()),
+    };
+    Ok(issuer.mint(&claims, chrono::Utc::now(), DEMO_TOKEN_LIFETIME)?)
+}
+
 /// Seed of the synthetic population: the demo is the same on every machine.
 const DEMO_SEED: u64 = 2022;
 
@@ -90,6 +127,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("done (--no-serve). Serve this deployment with: custos serve --data {}", args.data.display());
         return Ok(ExitCode::SUCCESS);
     }
+    // The officer who reviews the leak hunt in the console, and the journalist who reads
+    // their own report: tokens minted now, valid for the demo's afternoon.
+    let officer_token = mint_demo_officer(&args.data)?;
+    // A journalist the leak hunt went after (the scenario's u-j1).
+    let journalist = subject("u-j1");
+    let subject_token = gate
+        .subject_tokens()
+        .context("the demo deployment has subject token keys")?
+        .mint(&journalist, &region("us"), chrono::Utc::now(), DEMO_TOKEN_LIFETIME)?;
     // One process per deployment: the walkthrough's vault lets go before the server opens it.
     drop(vault);
     drop(gate);
@@ -112,6 +158,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for region in &config.regions {
         println!("  custos log verify --url http://{address}/log/{region} --key \"$(custos log key --data {} --region {region})\" --state audit-state", args.data.display());
     }
+    let urls = DemoUrls {
+        base: format!("http://{address}"),
+        console: format!("http://{address}/console/login"),
+        officer: DEMO_OFFICER.to_owned(),
+        officer_token,
+        journalist: journalist.to_string(),
+        journalist_report: format!("http://{address}/v1/subjects/{journalist}/accesses?format=html&token={subject_token}"),
+    };
+    println!("\nthe leak hunt, refused and flagged, in the compliance console ({} signs in with the token below):", urls.officer);
+    println!("  {}", urls.console);
+    println!("  {}", urls.officer_token);
+    println!("the journalist's own report of who looked at their data (valid for an hour):");
+    println!("  {}", urls.journalist_report);
+    let urls_path = args.data.join(DEMO_URLS_FILE);
+    let mut file = fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(&urls_path)?.write_all(serde_json::to_string_pretty(&urls)?.as_bytes())?;
     server.await??;
     Ok(ExitCode::SUCCESS)
 }

@@ -54,6 +54,10 @@ async fn exchange(
 struct ReportQuery {
     /// `json` (JSON Lines, the default) or `html`; without it, `Accept: text/html` asks for HTML.
     format: Option<String>,
+    /// The subject token, for a link the platform hands its user's browser (which cannot set
+    /// a header); `Authorization: Bearer` is preferred and wins when both are given. The page
+    /// is sent with `Referrer-Policy: no-referrer` so the token does not travel on.
+    token: Option<String>,
 }
 
 /// The subject's own access report: every access decision about them in their region's log
@@ -71,8 +75,9 @@ async fn accesses(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let gate = gate(&state)?;
-    let Some(token) = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer "))
-    else {
+    let Query(query) = query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, rejection.body_text()))?;
+    let header_token = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer "));
+    let Some(token) = header_token.or(query.token.as_deref()) else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "a subject token is required"));
     };
     let bearer = gate.subject_bearer(token, &id).map_err(|error| match error {
@@ -83,7 +88,6 @@ async fn accesses(
             ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, format!("{error} ({})", error.code()))
         }
     })?;
-    let Query(query) = query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, rejection.body_text()))?;
     let html = match query.format.as_deref() {
         Some("html") => true,
         Some("json") => false,
@@ -106,5 +110,10 @@ async fn accesses(
 
 /// A response no shared cache may keep: it is about one person.
 fn personal(content_type: &'static str, body: String) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, no-store")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, no-store"), (header::REFERRER_POLICY, "no-referrer")],
+        body,
+    )
+        .into_response()
 }

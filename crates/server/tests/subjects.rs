@@ -237,6 +237,17 @@ async fn a_subject_never_sees_another_subjects_accesses() {
     // No token at all.
     let (status, _) = f.call("GET", ada, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The token in the link's query (for a browser): the same checks, the same refusals.
+    let (status, content_type, page) = f.raw("GET", &format!("{ada}?format=html&token={ada_token}"), None, None, None).await;
+    assert_eq!((status, content_type.starts_with("text/html")), (StatusCode::OK, true), "{page}");
+    assert!(page.contains("u-ada") && !page.contains("u-bob"), "{page}");
+    let (status, _, _) = f.raw("GET", &format!("{ada}?format=html&token={bob_token}"), None, None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "Bob's token in the query opens only Bob's report");
+    let (status, _, _) = f.raw("GET", &format!("{ada}?format=html&token={swapped}"), None, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A header and a query token: the header is the one checked.
+    let (status, _, _) = f.raw("GET", &format!("{ada}?token={ada_token}"), Some(&bob_token), None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     // Expired: the token lives 300 s by default.
     assert_eq!(f.report("u-ada", &ada_token).await.1.len(), 1, "the genuine token works");
     f.t.clock().advance_to(f.t.vault.clock().now() + chrono::Duration::seconds(300));
