@@ -437,6 +437,7 @@ pub(crate) fn render_timeline(timeline: &Timeline) -> Markup {
         TimelineKind::Actor => "actors",
         TimelineKind::Case => "cases",
         TimelineKind::Subject => "subjects",
+        TimelineKind::Tally => "tallies",
     };
     let next = timeline.next.as_ref().map(|next| {
         format!("/console/{path}/{}?before={}", form_urlencoded::byte_serialize(timeline.key.as_bytes()).collect::<String>(),

@@ -11,6 +11,7 @@ mod log;
 mod metrics_layer;
 mod subject_page;
 mod subjects;
+mod transparency;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use log::{
 };
 pub use metrics_layer::prometheus_handle;
 pub use subjects::SUBJECT_REPORT_CONTENT_TYPE;
+pub use transparency::{PublicTransparency, TRANSPARENCY_CACHE_SECONDS, TransparencyCache};
 
 /// Largest request body accepted, in bytes.
 pub const REQUEST_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -51,13 +53,22 @@ pub struct AppState {
     /// The detector's alert desk; absent on a node that runs no detector, and then the alert
     /// routes answer 503 `detector_unavailable`.
     pub alerts: Option<Arc<service::AlertDesk>>,
+    /// The last public transparency report built (`/transparency`).
+    pub transparency: Arc<transparency::TransparencyCache>,
 }
 
 impl AppState {
     /// The state for a node with access control: the gate's vault, the service tokens and
     /// the identity provider's verifier.
     pub fn with_gate(gate: Arc<Gate>, service_tokens: Vec<ServiceToken>, identity: Option<auth::TokenVerifier>) -> AppState {
-        AppState { vault: Arc::clone(gate.vault()), service_tokens: Arc::new(service_tokens), gate: Some(gate), identity, alerts: None }
+        AppState {
+            vault: Arc::clone(gate.vault()),
+            service_tokens: Arc::new(service_tokens),
+            gate: Some(gate),
+            identity,
+            alerts: None,
+            transparency: Arc::default(),
+        }
     }
 
     /// This state with the alert routes served by `desk`.
@@ -79,6 +90,7 @@ impl AppState {
          (name = "alerts", description = "Compliance officers (staff token with the compliance_officer role) review the detector's alerts: list and filter them, see one with its notes and a tlog-proof of each log entry it rests on, acknowledge and resolve them (each action logged first), export one as an OCSF Detection Finding, and watch the detector's lag."),
          (name = "log", description = "Each region's access log: C2SP tlog-tiles under /log/{region}/ (checkpoint and hash tiles public; entry bundles need a service token or a staff token with the auditor role), proofs (inclusion, consistency, tlog-proof for a receipt) and signing under /v1/log/{region}/."),
          (name = "subjects", description = "A data subject's own view: the platform exchanges its user's session for a short-lived subject token (machine identity with an exchange role); with it the subject reads every access to their data, with receipts and inclusion proofs against a signed checkpoint, as JSON Lines or HTML."),
+         (name = "transparency", description = "The public transparency report: per region and month, access decisions by purpose, refusals, approvals, break-glass uses, legal requests and alerts by severity — aggregates only — with each region's signed checkpoint and verifier key."),
          (name = "operations", description = "Health, metrics and this document."))
 )]
 struct ApiDoc;
@@ -134,6 +146,7 @@ fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(staff)
         .merge(log::public_routes())
         .merge(subjects::subject_routes())
+        .merge(transparency::routes())
 }
 
 async fn openapi_json(openapi: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {

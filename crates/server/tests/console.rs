@@ -298,3 +298,40 @@ async fn a_timeline_pages_through_every_entry_newest_first() {
     shown.sort_unstable();
     assert_eq!(shown, f.accesses_of("s-busy").await, "the two pages showed each entry once");
 }
+
+#[tokio::test]
+async fn the_public_transparency_page_counts_without_naming_anyone() {
+    let f = fixture().await;
+    f.unexplained_read("s-agent", "u-journalist").await;
+    f.unexplained_read("s-agent", "u-plain").await;
+    f.unexplained_read("s-other", "u-plain").await;
+    f.desk.catch_up().await.unwrap();
+    f.t.vault.log(&f.t.region).unwrap().sign_now().await.unwrap();
+    let month = service::month_of(f.t.vault.clock().now());
+
+    // No sign-in needed; JSON for machines.
+    let page = f.get("/transparency?format=json", None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let report: Value = serde_json::from_str(&page.body).unwrap();
+    let region = &report["regions"][0];
+    assert_eq!(region["region"], f.t.region.as_str());
+    let tally = &region["months"][&month];
+    assert_eq!(tally["purposes"], json!({"support": 3}), "{report}");
+    assert_eq!(tally["decisions"], json!({"deny": 3}), "{report}");
+    assert_eq!(tally["break_glass"], 0);
+    let checkpoint = region["checkpoint"].as_str().unwrap();
+    assert!(checkpoint.starts_with(&format!("{}\n", region["origin"].as_str().unwrap())), "a signed checkpoint of the region's log: {checkpoint}");
+    let alerts = &report["alerts"][&month];
+    assert_eq!(alerts["high"], 1, "the protected target alert: {report}");
+    assert_eq!(alerts["low"].as_u64().unwrap() + alerts["high"].as_u64().unwrap(), f.desk.store().alerts(&store::AlertFilter { limit: 100, ..Default::default() }).await.unwrap().len() as u64);
+
+    // The page: the counts, the checkpoint and the command to verify it; no one named.
+    let page = f.get("/transparency", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Transparency report") && page.body.contains("custos log verify") && page.body.contains(&month), "{}", page.body);
+    assert!(page.body.contains(region["verifier_key"].as_str().unwrap()), "the verifier key is shown");
+    for name in ["u-journalist", "u-plain", "s-agent", "s-other", "curious"] {
+        assert!(!page.body.contains(name) && !report.to_string().contains(name), "{name} must not appear on the public page");
+    }
+    assert_eq!(f.get("/transparency?format=xml", None).await.status, StatusCode::BAD_REQUEST);
+}

@@ -27,6 +27,7 @@ fn app(t: &TestVault) -> Router {
         gate: None,
         identity: None,
         alerts: None,
+        transparency: Default::default(),
     })
 }
 

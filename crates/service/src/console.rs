@@ -91,6 +91,14 @@ impl Gate {
         cursor: &TimelineCursor,
         limit: usize,
     ) -> Result<Timeline, ServiceError> {
+        let view = match kind {
+            TimelineKind::Actor => "actor_timeline",
+            TimelineKind::Case => "case_timeline",
+            TimelineKind::Subject => "subject_timeline",
+            TimelineKind::Tally => {
+                return Err(ServiceError::InvalidRequest { field: "kind".to_owned(), message: "tallies are counted, not shown entry by entry".to_owned() });
+            }
+        };
         if key.is_empty() || key.len() > TIMELINE_KEY_BYTES_MAX {
             return Err(ServiceError::InvalidRequest {
                 field: kind.as_str().to_owned(),
@@ -128,11 +136,6 @@ impl Gate {
             *below = (*below).min(point.index);
             items.push(TimelineItem { region, index: point.index, at_ms: point.at_ms, entry });
         }
-        let view = match kind {
-            TimelineKind::Actor => "actor_timeline",
-            TimelineKind::Case => "case_timeline",
-            TimelineKind::Subject => "subject_timeline",
-        };
         let shown: Vec<(RegionId, u64)> = items.iter().map(|item| (item.region.clone(), item.index)).collect();
         self.log_record_view(caller, view, key, &shown).await?;
         let total = activity.values().sum();

@@ -77,7 +77,15 @@ impl RegionLog {
     }
 }
 
-/// The timelines the entry at `index` belongs to: whoever acted in it (the caller, the
+/// Tally key prefixes (the transparency page counts them per month): an access decision's
+/// purpose and outcome, a second person's answer.
+pub const TALLY_PURPOSE: &str = "purpose:";
+pub const TALLY_DECISION: &str = "decision:";
+pub const TALLY_APPROVAL: &str = "approval:";
+/// The tally of access decisions made under break-glass.
+pub const TALLY_BREAK_GLASS: &str = "break_glass";
+
+/// The timelines and tallies the entry at `index` belongs to: whoever acted in it (the caller, the
 /// approver, the reviewer, the viewer), and for an access decision its case and subject.
 /// Ids longer than a timeline key can hold are left off (they cannot be asked for either).
 fn timeline_rows(entry: &detect::Entry, index: u64, rows: &mut Vec<TimelineRow>) {
@@ -92,8 +100,16 @@ fn timeline_rows(entry: &detect::Entry, index: u64, rows: &mut Vec<TimelineRow>)
             push(TimelineKind::Actor, &access.actor.id);
             push(TimelineKind::Case, access.case.as_deref().unwrap_or(""));
             push(TimelineKind::Subject, &access.subject.id);
+            push(TimelineKind::Tally, &format!("{TALLY_PURPOSE}{}", access.purpose));
+            push(TimelineKind::Tally, &format!("{TALLY_DECISION}{}", access.decision));
+            if access.break_glass {
+                push(TimelineKind::Tally, TALLY_BREAK_GLASS);
+            }
         }
-        detect::Entry::Approval(approval) => push(TimelineKind::Actor, &approval.approver.id),
+        detect::Entry::Approval(approval) => {
+            push(TimelineKind::Actor, &approval.approver.id);
+            push(TimelineKind::Tally, &format!("{TALLY_APPROVAL}{}", approval.decision));
+        }
         detect::Entry::AlertAction(action) => push(TimelineKind::Actor, &action.by.id),
         detect::Entry::RecordView(view) => push(TimelineKind::Actor, &view.by.id),
         detect::Entry::Other { .. } => {}

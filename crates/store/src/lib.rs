@@ -47,7 +47,7 @@
 //! subject_index_state(id PK = 1, next_index)             every entry below next_index is indexed
 //!
 //! -- version 6: the compliance console's timelines (see [`subject_index`])
-//! timeline_entries(kind 1 actor | 2 case | 3 subject, key, entry_index, at_ms,
+//! timeline_entries(kind 1 actor | 2 case | 3 subject | 4 tally, key, entry_index, at_ms,
 //!                  PK (kind, key, entry_index))
 //!     the migration sets subject_index_state.next_index back to 0, so the follower fills
 //!     the timelines of entries indexed before (subject rows it re-adds are no-ops)

@@ -180,7 +180,7 @@ INSERT INTO {schema}.subject_index_state (id, next_index) VALUES (1, 0);
 "#,
     r#"
 CREATE TABLE {schema}.timeline_entries (
-    kind SMALLINT NOT NULL CHECK (kind IN (1, 2, 3)),
+    kind SMALLINT NOT NULL CHECK (kind IN (1, 2, 3, 4)),
     key TEXT COLLATE "C" NOT NULL,
     entry_index BIGINT NOT NULL CHECK (entry_index >= 0),
     at_ms BIGINT NOT NULL,
@@ -1554,5 +1554,17 @@ impl SubjectIndexStore for PostgresStore {
         let buckets = rows.iter().map(|row| Ok((row.get::<_, i64>(0), plan::count(row.get(1))?))).collect::<Result<Vec<_>, StoreError>>()?;
         subject_index::check_buckets(&buckets)?;
         Ok(buckets)
+    }
+
+    async fn timeline_next_key(&self, kind: TimelineKind, after: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT key FROM {}.timeline_entries WHERE kind = $1 AND key > $2 ORDER BY key LIMIT 1", quoted(&self.schema)),
+                &[&kind.code(), &after],
+            )
+            .await
+            .map_err(postgres_error)?;
+        Ok(row.map(|row| row.get(0)))
     }
 }

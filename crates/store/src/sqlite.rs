@@ -177,7 +177,7 @@ INSERT INTO subject_index_state (id, next_index) VALUES (1, 0);
 "#,
     r#"
 CREATE TABLE timeline_entries (
-    kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3)),
+    kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3, 4)),
     key TEXT NOT NULL,
     entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
     at_ms INTEGER NOT NULL,
@@ -1355,6 +1355,17 @@ impl SubjectIndexStore for SqliteStore {
             .await?;
         subject_index::check_buckets(&buckets)?;
         Ok(buckets)
+    }
+
+    async fn timeline_next_key(&self, kind: TimelineKind, after: &str) -> Result<Option<String>, StoreError> {
+        let after = after.to_owned();
+        self.with_reader(move |connection| {
+            let mut select = connection
+                .prepare_cached("SELECT key FROM timeline_entries WHERE kind = ?1 AND key > ?2 ORDER BY key LIMIT 1")
+                .map_err(sqlite_error)?;
+            select.query_row(params![kind.code(), after], |row| row.get::<_, String>(0)).optional().map_err(sqlite_error)
+        })
+        .await
     }
 }
 

@@ -23,8 +23,8 @@ pub const SUBJECT_INDEX_BATCH_ROWS_MAX: usize = LOG_BATCH_ENTRIES_MAX;
 /// Most log indexes one [`SubjectIndexStore::subject_entries`] call returns.
 pub const SUBJECT_ENTRIES_MAX: usize = 10_000;
 /// Most timeline rows one [`SubjectIndexBatch`] may carry: an entry names at most an actor, a
-/// case and a subject.
-pub const TIMELINE_BATCH_ROWS_MAX: usize = 3 * LOG_BATCH_ENTRIES_MAX;
+/// case and a subject, and counts towards at most three tallies.
+pub const TIMELINE_BATCH_ROWS_MAX: usize = 6 * LOG_BATCH_ENTRIES_MAX;
 /// Longest timeline key (a staff, case or subject id), in bytes.
 pub const TIMELINE_KEY_BYTES_MAX: usize = 256;
 /// Most buckets one [`SubjectIndexStore::timeline_activity`] call returns.
@@ -39,6 +39,9 @@ pub enum TimelineKind {
     Case,
     /// The subject an access was about.
     Subject,
+    /// A public tally the transparency page counts per month: `purpose:<purpose>`,
+    /// `decision:<allow|deny|pending>`, `break_glass`, `approval:<decision>`.
+    Tally,
 }
 
 impl TimelineKind {
@@ -48,6 +51,7 @@ impl TimelineKind {
             TimelineKind::Actor => 1,
             TimelineKind::Case => 2,
             TimelineKind::Subject => 3,
+            TimelineKind::Tally => 4,
         }
     }
 
@@ -56,6 +60,7 @@ impl TimelineKind {
             TimelineKind::Actor => "actor",
             TimelineKind::Case => "case",
             TimelineKind::Subject => "subject",
+            TimelineKind::Tally => "tally",
         }
     }
 }
@@ -113,6 +118,10 @@ pub trait SubjectIndexStore: Send + Sync {
     /// buckets left out. Fails with [`StoreError::BatchTooLarge`] past
     /// [`TIMELINE_BUCKETS_MAX`] buckets.
     async fn timeline_activity(&self, kind: TimelineKind, key: &str, bucket_ms: i64) -> Result<Vec<(i64, u64)>, StoreError>;
+
+    /// The smallest key of `kind` greater than `after` that has a row (`""` for the first):
+    /// one index seek, so listing a kind's few keys never scans its rows.
+    async fn timeline_next_key(&self, kind: TimelineKind, after: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// The checks every backend applies before writing a batch.

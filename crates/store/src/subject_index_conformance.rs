@@ -133,6 +133,9 @@ pub async fn check_timelines(store: &dyn SubjectIndexStore, backend: &str) {
         row(TimelineKind::Actor, 2, 5 * day),
         row(TimelineKind::Actor, 3, -1),
         row(TimelineKind::Subject, 3, -1),
+        TimelineRow { kind: TimelineKind::Tally, key: format!("{key}:b"), index: from + 3, at_ms: -1 },
+        TimelineRow { kind: TimelineKind::Tally, key: format!("{key}:a"), index: from + 2, at_ms: 5 * day },
+        TimelineRow { kind: TimelineKind::Tally, key: format!("{key}:a"), index: from + 3, at_ms: 5 * day },
     ];
     store.index_subjects(&SubjectIndexBatch { from, to: from + 4, rows: Vec::new(), timeline: timeline.clone() }).await.expect("index");
     // A follower re-reading the same entries after a crash adds nothing.
@@ -158,6 +161,17 @@ pub async fn check_timelines(store: &dyn SubjectIndexStore, backend: &str) {
         "{backend}: activity per day"
     );
     assert!(store.timeline_activity(TimelineKind::Case, &unique("none").to_string(), day).await.expect("activity").is_empty(), "{backend}: no activity");
+    // A kind's keys, one seek at a time.
+    let next = |after: String| async move { store.timeline_next_key(TimelineKind::Tally, &after).await.expect("next key") };
+    let first = next(format!("{key}:")).await;
+    assert_eq!(first.as_deref(), Some(format!("{key}:a").as_str()), "{backend}: the first tally key after a prefix");
+    assert_eq!(next(format!("{key}:a")).await.as_deref(), Some(format!("{key}:b").as_str()), "{backend}: the next tally key");
+    assert!(next(format!("{key}:b")).await.is_none_or(|after| !after.starts_with(&key)), "{backend}: no key after the last of this run");
+    assert_eq!(
+        store.timeline_activity(TimelineKind::Tally, &format!("{key}:a"), day).await.expect("tally"),
+        vec![(5 * day, 2)],
+        "{backend}: a tally counts its entries"
+    );
     assert!(
         matches!(store.timeline_activity(TimelineKind::Actor, &key, 0).await, Err(StoreError::SubjectIndexInvalid(_))),
         "{backend}: a zero bucket is refused"
