@@ -180,6 +180,27 @@ pub struct RecordViewEntry {
     pub shown: Vec<[u64; 2]>,
 }
 
+/// A legal hold: a case's legal process defers disclosing its accesses to the subjects in
+/// scope until `until_ms` (or until the case closes, if sooner). Logged in each subject's
+/// region before the hold takes effect, again whenever it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureDeferralEntry {
+    pub v: u32,
+    /// Always `disclosure_deferral`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at_ms: i64,
+    pub case: String,
+    /// The subjects in the case's scope whose data lives in this log's region.
+    pub subjects: Vec<String>,
+    pub until_ms: i64,
+    /// The legal process that asks for it: kind, issuer and the document's SHA-256.
+    pub legal_kind: String,
+    pub issuer: String,
+    pub document_sha256: String,
+}
+
 /// Encodes an entry canonically.
 pub fn encode<T: Serialize>(entry: &T) -> Vec<u8> {
     // INVARIANT: the entry types hold only strings, integers, booleans and sequences of them,

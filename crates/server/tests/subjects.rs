@@ -286,3 +286,79 @@ async fn the_html_page_escapes_what_staff_and_tokens_put_in_entries() {
     let (status, _, _) = f.raw("GET", &format!("{path}?format=xml"), Some(&token), None, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_legal_hold_defers_disclosure_is_logged_and_ends() {
+    let f = fixture(sqlite_vault(None).await, AccessSettings::default()).await;
+    let now = f.t.vault.clock().now();
+    let until = |days: i64| (now + chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let process = |days: i64| json!({"kind": "court_order", "issuer": "District Court", "document_sha256": "ab".repeat(32),
+        "validated": true, "validated_by": "s-counsel", "nondisclosure_until": until(days)});
+    let case = json!({"id": "LEGAL-1", "purpose": "legal_request", "assignees": ["s-legal"], "subjects": ["u-ada"], "legal_process": process(30)});
+    // A hold longer than the limit is refused, naming the field; nothing is logged for it.
+    let size = f.t.vault.log(&f.t.region).unwrap().size().await.unwrap();
+    let too_long = json!({"id": "LEGAL-X", "purpose": "legal_request", "subjects": ["u-ada"], "legal_process": process(service::LEGAL_HOLD_DAYS_MAX + 1)});
+    let (status, body) = f.call("POST", "/v1/cases", Some(SERVICE_TOKEN), Some(too_long)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("nondisclosure_until"), "{body}");
+    assert_eq!(f.t.vault.log(&f.t.region).unwrap().size().await.unwrap(), size, "nothing logged for a refused hold");
+
+    let (status, body) = f.call("POST", "/v1/cases", Some(SERVICE_TOKEN), Some(case)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["legal_process"]["nondisclosure_until"], json!(until(30)), "{body}");
+    let legal = f.staff("s-legal", &["legal_officer"], "entity-us");
+    let access = json!({"id": "a-legal", "subjects": ["u-ada"], "fields": {"email": "exact"}, "purpose": "legal_request", "case": "LEGAL-1", "justification": "court order"});
+    let (status, body) = f.call("POST", "/v1/access", Some(&legal), Some(access)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sign(&f).await;
+
+    // Ada's report leaves the held access out, and says nothing of the hold.
+    let requests = |lines: &[Value]| lines.iter().map(|line| line["access"]["request"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let (header, lines) = f.report("u-ada", &f.subject_token("u-ada").await).await;
+    assert_eq!(requests(&lines), ["a-ada"], "{header}");
+    assert!(!header.to_string().contains("LEGAL") && !header.to_string().contains("hold"), "{header}");
+    // The hold is in the log, where auditors see it.
+    let deferrals = || async {
+        let log = f.t.vault.log(&f.t.region).unwrap();
+        let entries = log.canonical_entries(0, log.size().await.unwrap()).await.unwrap();
+        entries
+            .iter()
+            .filter(|entry| service::kind_of(entry).is_some_and(|(_, kind)| kind == "disclosure_deferral"))
+            .map(|entry| serde_json::from_slice::<Value>(entry).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let logged = deferrals().await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!((logged[0]["case"].clone(), logged[0]["subjects"].clone()), (json!("LEGAL-1"), json!(["u-ada"])));
+    assert_eq!(logged[0]["until_ms"], json!((now + chrono::Duration::days(30)).timestamp() * 1000));
+    // Extending it is logged again; an update that leaves it as it is is not.
+    let (status, body) = f.call("PATCH", "/v1/cases/LEGAL-1", Some(SERVICE_TOKEN), Some(json!({"legal_process": process(40)}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = f.call("PATCH", "/v1/cases/LEGAL-1", Some(SERVICE_TOKEN), Some(json!({"add_assignees": ["s-legal-2"]}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(deferrals().await.len(), 2);
+
+    // The hold ends at its date: the access appears, with its proof.
+    f.t.clock().advance_to(now + chrono::Duration::days(40) + chrono::Duration::seconds(1));
+    sign(&f).await;
+    let (header, lines) = f.report("u-ada", &f.subject_token("u-ada").await).await;
+    assert_eq!(requests(&lines), ["a-ada", "a-legal"]);
+    verify_lines(&header, &lines, &f.t.log_verifier_key());
+}
+
+#[tokio::test]
+async fn a_legal_hold_ends_when_its_case_closes() {
+    let f = fixture(sqlite_vault(None).await, AccessSettings::default()).await;
+    let until = (f.t.vault.clock().now() + chrono::Duration::days(30)).to_rfc3339();
+    let case = json!({"id": "LEGAL-2", "purpose": "legal_request", "assignees": ["s-legal"], "subjects": ["u-ada"],
+        "legal_process": {"kind": "subpoena", "issuer": "Grand jury", "document_sha256": "cd".repeat(32), "nondisclosure_until": until}});
+    assert_eq!(f.call("POST", "/v1/cases", Some(SERVICE_TOKEN), Some(case)).await.0, StatusCode::CREATED);
+    let access = json!({"id": "a-held", "subjects": ["u-ada"], "fields": {"email": "exact"}, "purpose": "legal_request", "case": "LEGAL-2"});
+    assert_eq!(f.call("POST", "/v1/access", Some(&f.staff("s-legal", &["legal_officer"], "entity-us")), Some(access)).await.0, StatusCode::OK);
+    sign(&f).await;
+    let token = f.subject_token("u-ada").await;
+    assert_eq!(f.report("u-ada", &token).await.1.len(), 1, "held");
+    assert_eq!(f.call("PATCH", "/v1/cases/LEGAL-2", Some(SERVICE_TOKEN), Some(json!({"status": "closed"}))).await.0, StatusCode::OK);
+    let (_, lines) = f.report("u-ada", &token).await;
+    assert_eq!(lines.iter().map(|line| line["access"]["request"].as_str().unwrap()).collect::<Vec<_>>(), ["a-ada", "a-held"], "the hold ended with the case");
+}

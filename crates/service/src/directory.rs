@@ -94,7 +94,17 @@ pub struct LegalProcessInput {
     pub validated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated_by: Option<String>,
+    /// A legal hold (RFC 3339): the case's accesses are left out of the subjects' own
+    /// reports until then, or until the case closes if sooner; at most
+    /// [`LEGAL_HOLD_DAYS_MAX`] days ahead. Setting or changing it is logged
+    /// (`disclosure_deferral`) before it takes effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nondisclosure_until: Option<DateTime<Utc>>,
 }
+
+/// Longest legal hold, in days from when it is set; a longer one is renewed by updating the
+/// case (and logged again).
+pub const LEGAL_HOLD_DAYS_MAX: i64 = 730;
 
 /// A change to a case: status, more assignees or subjects.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -208,7 +218,7 @@ impl Gate {
             assignees: staff_ids("assignees", &input.assignees)?,
             subjects: subject_ids("subjects", &input.subjects)?,
             requested_by: input.requested_by.as_deref().map(|id| subject_id("requested_by", id)).transpose()?,
-            legal_process: input.legal_process.as_ref().map(legal_process).transpose()?,
+            legal_process: input.legal_process.as_ref().map(|process| legal_process(process, self.vault().clock().now())).transpose()?,
             destinations: input.destinations.clone(),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
@@ -217,6 +227,7 @@ impl Gate {
         for (index, destination) in record.destinations.iter().enumerate() {
             crate::access::check_destination(&format!("destinations[{index}]"), destination)?;
         }
+        self.log_legal_hold(&record, None).await?;
         self.directory().create_case(&record).await?;
         Ok(case_view(&record))
     }
@@ -243,12 +254,51 @@ impl Gate {
                 record.destinations.push(destination.clone());
             }
         }
+        let before = record.legal_process.as_ref().and_then(|process| process.nondisclosure_until_ms);
         if let Some(process) = &update.legal_process {
-            record.legal_process = Some(legal_process(process)?);
+            record.legal_process = Some(legal_process(process, self.vault().clock().now())?);
         }
         record.updated_at_ms = self.vault().clock().now().timestamp_millis().max(record.updated_at_ms);
+        self.log_legal_hold(&record, before).await?;
         self.directory().update_case(&record).await?;
         Ok(case_view(&record))
+    }
+
+    /// Logs a case's legal hold when it is new or changed (its end differs from `before`):
+    /// one `disclosure_deferral` entry in the region of each subject in scope, durable before
+    /// the case is stored, so no access is ever withheld from a subject on an unlogged hold.
+    async fn log_legal_hold(&self, record: &CaseRecord, before: Option<i64>) -> Result<(), ServiceError> {
+        let Some(process) = &record.legal_process else { return Ok(()) };
+        let Some(until_ms) = process.nondisclosure_until_ms else { return Ok(()) };
+        if before == Some(until_ms) {
+            return Ok(());
+        }
+        let mut per_region: std::collections::BTreeMap<model::RegionId, Vec<String>> = std::collections::BTreeMap::new();
+        for subject in &record.subjects {
+            match self.vault().locate_subject(subject).await {
+                Ok((region, _)) => per_region.entry(region).or_default().push(subject.to_string()),
+                // A subject not stored here (another node's region, or not yet ingested) has
+                // nothing in these logs to withhold.
+                Err(ServiceError::SubjectNotFound { .. } | ServiceError::RegionNotServed(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let at_ms = self.vault().clock().now().timestamp_millis();
+        for (region, subjects) in per_region {
+            let entry = model::decision_entry::DisclosureDeferralEntry {
+                v: model::decision_entry::DECISION_ENTRY_VERSION,
+                kind: "disclosure_deferral".to_owned(),
+                at_ms,
+                case: record.id.clone(),
+                subjects,
+                until_ms,
+                legal_kind: process.kind.clone(),
+                issuer: process.issuer.clone(),
+                document_sha256: process.document_sha256.clone(),
+            };
+            self.vault().append_log(&region, model::decision_entry::encode(&entry)).await?;
+        }
+        Ok(())
     }
 
     pub async fn case(&self, id: &str) -> Result<CaseView, ServiceError> {
@@ -271,6 +321,7 @@ fn case_view(record: &CaseRecord) -> CaseView {
             document_sha256: process.document_sha256.clone(),
             validated: process.validated,
             validated_by: process.validated_by.as_ref().map(ToString::to_string),
+            nondisclosure_until: process.nondisclosure_until_ms.map(crate::access::time_of),
         }),
         destinations: record.destinations.clone(),
         created_at: crate::access::time_of(record.created_at_ms),
@@ -278,7 +329,12 @@ fn case_view(record: &CaseRecord) -> CaseView {
     }
 }
 
-fn legal_process(input: &LegalProcessInput) -> Result<LegalProcess, ServiceError> {
+fn legal_process(input: &LegalProcessInput, now: DateTime<Utc>) -> Result<LegalProcess, ServiceError> {
+    if let Some(until) = input.nondisclosure_until
+        && until > now + chrono::Duration::days(LEGAL_HOLD_DAYS_MAX)
+    {
+        return Err(invalid("legal_process.nondisclosure_until", &format!("a legal hold lasts at most {LEGAL_HOLD_DAYS_MAX} days; renew it by updating the case")));
+    }
     check_name("legal_process.kind", &input.kind)?;
     if input.issuer.is_empty() || input.issuer.len() > 256 {
         return Err(invalid("legal_process.issuer", "must be 1 to 256 bytes"));
@@ -296,6 +352,7 @@ fn legal_process(input: &LegalProcessInput) -> Result<LegalProcess, ServiceError
         document_sha256: digest.to_ascii_lowercase(),
         validated: input.validated,
         validated_by: input.validated_by.as_deref().map(|id| staff_id("legal_process.validated_by", id)).transpose()?,
+        nondisclosure_until_ms: input.nondisclosure_until.map(|until| until.timestamp_millis()),
     })
 }
 

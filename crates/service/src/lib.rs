@@ -44,7 +44,7 @@ pub use subject_token::{
     SUBJECT_TOKEN_AUDIENCE, SUBJECT_TOKEN_BYTES_MAX, SUBJECT_TOKEN_HEADER, SUBJECT_TOKEN_LIFETIME_DEFAULT, SUBJECT_TOKEN_LIFETIME_MAX,
     SubjectBearer, SubjectClaims, SubjectTokenError, SubjectTokenKeys,
 };
-pub use directory::{CaseInput, CaseUpdate, CaseView, HrInput, LegalProcessInput, ShiftInput, StaffInput};
+pub use directory::{CaseInput, CaseUpdate, CaseView, HrInput, LEGAL_HOLD_DAYS_MAX, LegalProcessInput, ShiftInput, StaffInput};
 pub use model::decision_entry::{
     AccessEntry, ActorSnapshot, ApprovalEntry, DECISION_ENTRY_VERSION, FieldDecisionEntry, QuerySnapshot, SubjectSnapshot, kind_of,
 };

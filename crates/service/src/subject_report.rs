@@ -215,6 +215,8 @@ impl Gate {
         let actor_ids = if self.settings().report_actor_ids { ActorIds::Shown } else { ActorIds::Hidden };
         let mut lines = Vec::new();
         let mut withheld = 0;
+        // Case id → whether a legal hold on it still defers disclosure (looked up once).
+        let mut held: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
         for index in indexes.into_iter().take(SUBJECT_REPORT_ACCESSES_MAX) {
             let entry = log.stored_entry(index).await?.ok_or_else(|| ServiceError::Log(format!("entry {index} is indexed but not stored")))?;
             let (_salt, canonical) = sequencer::parse_salted_entry(&entry).map_err(|error| ServiceError::Log(format!("entry {index}: {error}")))?;
@@ -234,6 +236,28 @@ impl Gate {
             if access.at_ms > cutoff_ms {
                 withheld += 1;
                 continue;
+            }
+            // A legal hold defers the case's accesses without saying so: telling the subject
+            // would defeat it. It is in the log (`disclosure_deferral`) for auditors, and
+            // ends at its date or when the case closes; then the accesses appear here.
+            if let Some(case) = &access.case {
+                if !held.contains_key(case) {
+                    let holds = match self.directory().case(case).await? {
+                        Some(record) => {
+                            record.open
+                                && record
+                                    .legal_process
+                                    .as_ref()
+                                    .and_then(|process| process.nondisclosure_until_ms)
+                                    .is_some_and(|until_ms| until_ms > now.timestamp_millis())
+                        }
+                        None => false,
+                    };
+                    held.insert(case.clone(), holds);
+                }
+                if held[case] {
+                    continue;
+                }
             }
             let proof = log.inclusion_proof(index, size).await?;
             lines.push(ReportLine {

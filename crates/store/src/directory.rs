@@ -190,6 +190,10 @@ pub struct LegalProcess {
     pub document_sha256: String,
     pub validated: bool,
     pub validated_by: Option<StaffId>,
+    /// A legal hold: the case's accesses are not disclosed to the subjects in scope before
+    /// this time (ms since the epoch) while the case is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nondisclosure_until_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

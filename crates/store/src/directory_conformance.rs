@@ -812,6 +812,7 @@ fn legal_process() -> LegalProcess {
         document_sha256: "0123456789abcdef".repeat(4),
         validated: true,
         validated_by: Some(StaffId::new("legal-1").expect("valid staff id")),
+        nondisclosure_until_ms: None,
     }
 }
 

@@ -79,6 +79,7 @@ async fn reopening_keeps_every_record() {
             document_sha256: "ab".repeat(32),
             validated: false,
             validated_by: None,
+            nondisclosure_until_ms: None,
         }),
         destinations: vec!["ticket:ATO-1".to_owned()],
         created_at_ms: 1,
