@@ -454,7 +454,7 @@ pub(crate) fn render_timeline(timeline: &Timeline) -> Markup {
 
 /// Log entries as table rows: time, where in the log, who, why, about whom, what was asked
 /// and decided.
-fn entries_table(items: &[TimelineItem]) -> Markup {
+pub(crate) fn entries_table(items: &[TimelineItem]) -> Markup {
     html! {
         @if items.is_empty() {
             p.empty { "No log entries." }
@@ -703,7 +703,7 @@ fn bare_page(title: &str, body: Markup) -> String {
     .into_string()
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:95rem}\
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:95rem}\
 nav{border-bottom:1px solid #ccc;padding-bottom:.5rem;margin-bottom:1rem}nav .who{float:right}\
 form.inline{display:inline}table{border-collapse:collapse;width:100%;margin-bottom:1rem}\
 td,th{border:1px solid #ccc;padding:.3rem;vertical-align:top;text-align:left}table.facts{width:auto}\

@@ -9,6 +9,7 @@ mod error;
 mod ingest;
 mod log;
 mod metrics_layer;
+mod records;
 mod subject_page;
 mod subjects;
 mod transparency;
@@ -33,6 +34,7 @@ pub use log::{
     PARTIAL_TILE_CACHE_CONTROL,
 };
 pub use metrics_layer::prometheus_handle;
+pub use records::{RECORDS_CSV_CONTENT_TYPE, RECORDS_ROLES};
 pub use subjects::SUBJECT_REPORT_CONTENT_TYPE;
 pub use transparency::{PublicTransparency, TRANSPARENCY_CACHE_SECONDS, TransparencyCache};
 
@@ -139,6 +141,7 @@ fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .layer(middleware::from_fn_with_state(state.clone(), ingest::require_service_token));
     let staff = access::routes()
         .merge(alerts::routes())
+        .merge(records::routes())
         .merge(subjects::exchange_routes())
         .layer(middleware::from_fn_with_state(state, access::require_identity));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

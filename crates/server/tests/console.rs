@@ -335,3 +335,71 @@ async fn the_public_transparency_page_counts_without_naming_anyone() {
     }
     assert_eq!(f.get("/transparency?format=xml", None).await.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_records_report_carries_proofs_a_lawyer_can_check_and_is_logged() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let f = fixture().await;
+    let start = f.t.vault.clock().now();
+    f.unexplained_read("s-agent", "u-journalist").await;
+    f.unexplained_read("s-agent", "u-plain").await;
+    f.unexplained_read("s-other", "u-plain").await;
+    f.t.vault.log(&f.t.region).unwrap().sign_now().await.unwrap();
+    f.unexplained_read("s-agent", "u-plain").await; // after the checkpoint: not provable yet, not in the report
+    let officer = f.token(OFFICER, &["compliance_officer"]);
+    let get = async |query: &str, token: &str| {
+        let request = Request::get(format!("/v1/records?{query}")).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+        f.send(request).await
+    };
+
+    let page = get("actor=s-agent", &officer).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let mut lines = page.body.lines().map(|line| serde_json::from_str::<Value>(line).unwrap());
+    let header = lines.next().unwrap();
+    let lines: Vec<Value> = lines.collect();
+    assert_eq!((header["format"].clone(), header["records"].clone(), header["truncated"].clone()), (json!("custos-records/1"), json!(2), json!(false)), "{header}");
+    let checkpoint = header["checkpoints"][f.t.region.as_str()].as_str().unwrap();
+    let note = tlog::Note::parse(checkpoint.as_bytes()).unwrap();
+    for line in &lines {
+        assert_eq!(line["record"]["actor"]["id"], "s-agent");
+        let entry = STANDARD.decode(line["entry"].as_str().unwrap()).unwrap();
+        let index = line["index"].as_u64().unwrap();
+        let hashes = line["proof"].as_array().unwrap().iter().map(|hash| tlog::Hash::from_slice(&STANDARD.decode(hash.as_str().unwrap()).unwrap()).unwrap()).collect();
+        let proof = tlog::TlogProof::new(None, tlog::LeafIndex(index), hashes, note.clone()).unwrap();
+        let leaf_hash = tlog::Hash::from_slice(&STANDARD.decode(line["leaf_hash"].as_str().unwrap()).unwrap()).unwrap();
+        let receipt = audit::Receipt { origin: line["origin"].as_str().unwrap().to_owned(), index: tlog::LeafIndex(index), leaf_hash };
+        audit::verify_receipt(&receipt, &entry, &proof, &f.t.log_verifier_key()).unwrap();
+        // An altered record fails: the entry no longer hashes to the receipt.
+        let mut altered = entry.clone();
+        let last = altered.len() - 2;
+        altered[last] ^= 1;
+        assert!(audit::verify_receipt(&receipt, &altered, &proof, &f.t.log_verifier_key()).is_err());
+    }
+    let views = f.record_views().await;
+    let report_view = views.iter().find(|view| view.view == "report").expect("the report is logged");
+    assert_eq!((report_view.target.as_str(), report_view.by.id.as_str()), ("actor s-agent", OFFICER));
+    assert_eq!(indexes(&report_view.shown), lines.iter().map(|line| line["index"].as_u64().unwrap()).collect::<Vec<_>>());
+
+    // CSV and HTML carry the same records.
+    let csv = get("actor=s-agent&format=csv", &officer).await;
+    assert_eq!(csv.body.lines().count(), 3, "{}", csv.body);
+    assert!(csv.body.starts_with("at,region,index,type,actor,purpose,case,subject,fields,decision,approved_by,leaf_hash"), "{}", csv.body);
+    assert!(csv.body.contains("u-journalist") && csv.body.contains("email: masked → deny"), "{}", csv.body);
+    let html = get("actor=s-agent&format=html", &officer).await;
+    assert_eq!(decision_rows(&html.body), 2, "{}", html.body);
+    // A period: every entry from the start, the other actor's too.
+    let since = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let until = (start + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let period = get(&format!("since={since}&until={until}"), &officer).await;
+    let header: Value = serde_json::from_str(period.body.lines().next().unwrap()).unwrap();
+    assert!(header["records"].as_u64().unwrap() >= 3, "{header}");
+    assert!(period.body.contains("s-other"));
+
+    // Refusals: no role, two scopes, half a period, a bad format.
+    assert_eq!(get("actor=s-agent", &f.token("s-agent", &["support_agent"])).await.status, StatusCode::FORBIDDEN);
+    for bad in ["actor=s-agent&case=T-1", "since=2026-01-01T00:00:00Z", "", "actor=s-agent&format=pdf", &format!("since={until}&until={since}")] {
+        let page = get(bad, &officer).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}: {}", page.body);
+    }
+}

@@ -21,6 +21,7 @@ mod ocsf;
 mod subject_access;
 mod subject_index;
 mod subject_report;
+mod records;
 mod subject_token;
 mod transparency;
 mod vault;
@@ -59,6 +60,7 @@ pub use webhook::{
     WEBHOOK_TIMEOUT, WEBHOOK_URL_BYTES_MAX, backoff as webhook_backoff, deliver_due, spawn_webhook,
 };
 pub use detect::Entry as LogEntry;
+pub use records::{RECORDS_FORMAT, RECORDS_MAX, RecordLine, RecordScope, RecordsHeader, RecordsReport};
 pub use transparency::{LEGAL_PURPOSES, MonthTally, RegionTransparency, TALLY_KEYS_MAX, TransparencyReport, month_of};
 pub use console::{ACTIVITY_BUCKET_MS, TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX, Timeline, TimelineCursor, TimelineItem};
 pub use clock::{Clock, ManualClock, SystemClock};
