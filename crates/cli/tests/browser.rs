@@ -25,6 +25,8 @@ const DEMO_START_TIMEOUT: Duration = Duration::from_secs(120);
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pause between two looks at a child process or at the file it should write.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The oldest Node.js playwright-core supports.
+const NODE_MAJOR_MIN: u32 = 20;
 /// Synthetic users in the demo: few, so that it starts quickly.
 const DEMO_SUBJECTS: &str = "200";
 
@@ -105,9 +107,12 @@ impl Drop for KillOnDrop {
 /// [`REQUIRE_BROWSER_VARIABLE`] is `1`.
 fn browser_available(workspace: &Path) -> bool {
     let mut missing = Vec::new();
-    let node = Command::new("node").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !node.is_ok_and(|status| status.success()) {
-        missing.push("node (Node.js 20 or later: `apt-get install nodejs npm`)".to_owned());
+    match node_version() {
+        None => missing.push(format!("node (Node.js {NODE_MAJOR_MIN} or later: `apt-get install nodejs npm`)")),
+        Some((major, version)) if major < NODE_MAJOR_MIN => {
+            missing.push(format!("Node.js {NODE_MAJOR_MIN} or later (found {version}; Debian 12 ships 18: take it from NodeSource)"));
+        }
+        Some(_) => {}
     }
     if !workspace.join("tests/browser/node_modules/playwright-core/package.json").exists() {
         missing.push("tests/browser/node_modules (`cd tests/browser && npm ci --no-audit --no-fund`)".to_owned());
@@ -125,6 +130,14 @@ fn browser_available(workspace: &Path) -> bool {
     }
     eprintln!("SKIP browser tests: missing {missing}; scripts/test installs all of them");
     false
+}
+
+/// The major version of `node` on the path and its full version string, if it runs.
+fn node_version() -> Option<(u32, String)> {
+    let output = Command::new("node").arg("--version").stderr(Stdio::null()).output().ok().filter(|output| output.status.success())?;
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let major = version.strip_prefix('v')?.split('.').next()?.parse().ok()?;
+    Some((major, version))
 }
 
 /// Waits for the served demo to write its URLs file as complete JSON; panics with the demo's
