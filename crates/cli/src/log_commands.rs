@@ -220,6 +220,11 @@ impl HttpFetcher {
     pub fn base(&self) -> &str {
         &self.base
     }
+
+    /// The agent, for other requests to the same server with the same settings.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
 }
 
 /// ureq resolves the host before every request, even on a pooled connection, and with a

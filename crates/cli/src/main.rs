@@ -7,6 +7,7 @@ mod generate;
 mod import;
 mod log_commands;
 mod mix;
+mod report;
 mod scenario;
 mod witness;
 
@@ -49,6 +50,9 @@ enum Command {
         #[command(subcommand)]
         command: LogCli,
     },
+    /// Download the evidence report of an actor, a case, a subject or a period from a server
+    /// (JSON Lines with proofs, CSV or HTML).
+    Report(report::ReportArgs),
     /// Check receipts offline.
     Receipt {
         #[command(subcommand)]
@@ -232,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", mint_token(&args)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report(args) => tokio::task::spawn_blocking(move || report::run(&args)).await?.map(|()| ExitCode::SUCCESS),
         Command::Receipt { command } => tokio::task::spawn_blocking(move || log_commands::run_receipt(command)).await?,
         Command::Keys { command: KeysCommand::Rotate { data, region } } => {
             let (_, vault) = service::open_deployment(&data, Arc::new(SystemClock)).await?;

@@ -124,6 +124,27 @@ fn an_access_over_the_binary_is_logged_receipted_and_witnessed() {
     ]);
     assert!(verified.status.success(), "{}", text(&verified));
 
+    // `custos report`: a compliance officer downloads the actor's records with their proofs;
+    // the agent, without the role, gets a clear refusal and no file.
+    let officer = stdout(&custos(&["staff", "token", "--data", data.to_str().unwrap(), "--id", "s-officer", "--role", "compliance_officer"]));
+    let server = format!("http://{address}");
+    let report = dir.path().join("records.jsonl");
+    let downloaded = custos(&["report", "--url", &server, "--token", &officer, "--actor", "s-agent", "--out", report.to_str().unwrap()]);
+    assert!(downloaded.status.success(), "{}", text(&downloaded));
+    assert!(stdout(&downloaded).contains("1 records of actor s-agent"), "{}", text(&downloaded));
+    let report_text = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<Value> = report_text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!((lines[0]["format"].as_str(), lines.len()), (Some("custos-records/1"), 2), "{report_text}");
+    assert_eq!(lines[1]["leaf_hash"], receipt["leaf_hash"], "the record is the entry the receipt named");
+    let csv = dir.path().join("records.csv");
+    let downloaded = custos(&["report", "--url", &server, "--token", &officer, "--actor", "s-agent", "--format", "csv", "--out", csv.to_str().unwrap()]);
+    assert!(downloaded.status.success(), "{}", text(&downloaded));
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 2);
+    let refused_file = dir.path().join("refused.jsonl");
+    let refused = custos(&["report", "--url", &server, "--token", &token, "--case", "T-1", "--out", refused_file.to_str().unwrap()]);
+    assert!(!refused.status.success() && text(&refused).contains("compliance_officer"), "{}", text(&refused));
+    assert!(!refused_file.exists(), "nothing is written for a refused report");
+
     // A witness audits the log, cosigns and hands the cosignature back; the quorum is met and
     // an auditor sees the cosigner.
     let (_, witnesses) = http(&address, "GET", "/v1/log/us/witnesses", None, None);

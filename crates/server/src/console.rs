@@ -43,6 +43,9 @@ use crate::{ApiError, AppState, ErrorCode};
 pub const CONSOLE_COOKIE: &str = "custos_console";
 /// Longest staff token the sign-in form takes, in bytes.
 pub const CONSOLE_TOKEN_BYTES_MAX: usize = 16 * 1024;
+/// The activity chart spans at least this many days, so a burst on one day is a bar, not a
+/// block.
+pub const CHART_DAYS_MIN: i64 = 30;
 /// Alerts per page of the console's queue.
 pub const CONSOLE_ALERTS_PAGE: usize = 50;
 
@@ -550,14 +553,16 @@ fn entry_row(item: &TimelineItem) -> Markup {
     }
 }
 
-/// Activity per day as an inline SVG bar chart (no script): one bar per day from the first
-/// day with activity to the last, each with its date and count as a tooltip.
+/// Activity per day as an inline SVG bar chart (no script): one bar per day over at least
+/// [`CHART_DAYS_MIN`] days ending on the last day with activity, each with its date and count
+/// as a tooltip.
 fn activity_chart(activity: &[(i64, u64)]) -> Markup {
     const WIDTH: f64 = 900.0;
     const HEIGHT: f64 = 120.0;
     let (Some(&(first, _)), Some(&(last, _))) = (activity.first(), activity.last()) else {
         return html! { p.chart-empty { "No activity." } };
     };
+    let first = first.min(last - (CHART_DAYS_MIN - 1) * ACTIVITY_BUCKET_MS);
     let days = ((last - first) / ACTIVITY_BUCKET_MS + 1) as f64;
     let most = activity.iter().map(|(_, count)| *count).max().unwrap_or(1).max(1) as f64;
     let bar = (WIDTH / days).max(1.0);
@@ -568,7 +573,7 @@ fn activity_chart(activity: &[(i64, u64)]) -> Markup {
                 @for (bucket, count) in activity {
                     @let x = ((bucket - first) / ACTIVITY_BUCKET_MS) as f64 * WIDTH / days;
                     @let height = (*count as f64 / most * HEIGHT).max(1.0);
-                    rect x=(format!("{x:.1}")) y=(format!("{:.1}", HEIGHT - height)) width=(format!("{:.1}", (bar - 0.5).max(0.5))) height=(format!("{height:.1}")) fill="#4a6fa5" {
+                    rect x=(format!("{x:.1}")) y=(format!("{:.1}", HEIGHT - height)) width=(format!("{:.1}", (bar * 0.8).max(0.5))) height=(format!("{height:.1}")) fill="#4a6fa5" {
                         title { (day(*bucket)) ": " (count) }
                     }
                 }

@@ -18,6 +18,9 @@ use crate::{Caller, Gate, ServiceError};
 pub const TIMELINE_PAGE_DEFAULT: usize = 100;
 /// Most entries one timeline page shows.
 pub const TIMELINE_PAGE_MAX: usize = 1_000;
+/// Entries of one region on a page are read as one range when the range is at most this
+/// many times as long as the entries wanted.
+const RANGE_READ_SPAN_FACTOR: u64 = 4;
 /// The width of one bar of a timeline's activity chart: a day.
 pub const ACTIVITY_BUCKET_MS: i64 = 86_400_000;
 
@@ -129,9 +132,10 @@ impl Gate {
         let more = candidates.len() > limit;
         candidates.truncate(limit);
         let mut next = cursor.clone();
+        let mut entries = self.records_at(&candidates.iter().map(|(region, point)| (region.clone(), point.index)).collect::<Vec<_>>()).await?;
         let mut items = Vec::with_capacity(candidates.len());
         for (region, point) in candidates {
-            let entry = self.record(&region, point.index).await?;
+            let entry = entries.remove(&(region.clone(), point.index)).ok_or_else(|| ServiceError::Log(format!("entry {} of region {region} was not read", point.index)))?;
             let below = next.below.entry(region.to_string()).or_insert(u64::MAX);
             *below = (*below).min(point.index);
             items.push(TimelineItem { region, index: point.index, at_ms: point.at_ms, entry });
@@ -149,6 +153,36 @@ impl Gate {
         let end = index.checked_add(1).ok_or_else(|| ServiceError::Log(format!("no entry {index} in region {region}")))?;
         let canonical = log.canonical_entries(index, end).await?.pop().unwrap_or_default();
         detect::decode(region.as_str(), index, &canonical).map_err(|error| ServiceError::Log(error.to_string()))
+    }
+
+    /// The decoded entries at `wanted` (region, index). A region's entries are read in one
+    /// range when they lie close together (a busy actor's page), one by one otherwise.
+    pub async fn records_at(&self, wanted: &[(RegionId, u64)]) -> Result<BTreeMap<(RegionId, u64), detect::Entry>, ServiceError> {
+        let mut per_region: BTreeMap<&RegionId, Vec<u64>> = BTreeMap::new();
+        for (region, index) in wanted {
+            per_region.entry(region).or_default().push(*index);
+        }
+        let mut found = BTreeMap::new();
+        for (region, mut indexes) in per_region {
+            indexes.sort_unstable();
+            indexes.dedup();
+            let (first, last) = (indexes[0], indexes[indexes.len() - 1]);
+            let span = last - first + 1;
+            if span <= RANGE_READ_SPAN_FACTOR * indexes.len() as u64 {
+                let log = self.vault().log(region)?;
+                let canonical = log.canonical_entries(first, last + 1).await?;
+                for index in indexes {
+                    let bytes = &canonical[(index - first) as usize];
+                    let entry = detect::decode(region.as_str(), index, bytes).map_err(|error| ServiceError::Log(error.to_string()))?;
+                    found.insert((region.clone(), index), entry);
+                }
+            } else {
+                for index in indexes {
+                    found.insert((region.clone(), index), self.record(region, index).await?);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Logs that `caller` viewed the records `shown` (region, log index) through `view` of

@@ -1543,7 +1543,9 @@ impl SubjectIndexStore for PostgresStore {
         let rows = client
             .query(
                 &format!(
-                    "SELECT floor(at_ms::NUMERIC / $3::BIGINT)::BIGINT * $3::BIGINT AS bucket, count(*) FROM {}.timeline_entries \
+                    // Floor division in integers (`%` truncates toward zero): numeric
+                    // arithmetic costs several times more per row.
+                    "SELECT at_ms - ((at_ms % $3::BIGINT) + $3::BIGINT) % $3::BIGINT AS bucket, count(*) FROM {}.timeline_entries \
                      WHERE kind = $1 AND key = $2 GROUP BY bucket ORDER BY bucket LIMIT $4",
                     quoted(&self.schema)
                 ),
