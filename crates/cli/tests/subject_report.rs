@@ -40,7 +40,7 @@ async fn reports() -> (TestVault, String, String) {
 async fn report_of(t: &TestVault, gate: &Gate, id: &str) -> String {
     let token = t.subject_token_keys().mint(&subject(id), &t.region, t.vault.clock().now(), std::time::Duration::from_secs(60)).unwrap();
     let bearer = gate.subject_bearer(&token, id).unwrap();
-    gate.subject_report(&bearer).await.unwrap().to_json_lines()
+    gate.subject_report(&bearer, 0).await.unwrap().to_json_lines()
 }
 
 /// Runs `custos receipt verify --report` on `text`: success, and stdout or stderr.

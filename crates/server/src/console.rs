@@ -693,14 +693,20 @@ fn page(caller: &Caller, title: &str, body: Markup) -> Response {
 }
 
 fn bare_page(title: &str, body: Markup) -> String {
+    document(&format!("{title} — custos console"), STYLE, body)
+}
+
+/// A whole HTML page: the skeleton every server-rendered page of custos shares (no script, no
+/// external resource; the style inline).
+pub(crate) fn document(title: &str, style: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — custos console" }
-                style { (PreEscaped(STYLE)) }
+                title { (title) }
+                style { (PreEscaped(style)) }
             }
             body { (body) }
         }

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
-use maud::{DOCTYPE, PreEscaped, html};
+use maud::html;
 use serde::Deserialize;
 use service::{Caller, RecordScope, RecordsReport, TimelineItem};
 use store::TimelineKind;
@@ -151,27 +151,17 @@ fn to_html(report: &RecordsReport) -> String {
             Some(TimelineItem { region: model::RegionId::new(&line.region).ok()?, index: line.index, at_ms: line.at.timestamp_millis(), entry: line.decoded.clone() })
         })
         .collect();
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { "Records: " (header.scope) " — custos" }
-                style { (PreEscaped(crate::console::STYLE)) }
-            }
-            body {
-                h1 { "Records: " (header.scope) }
-                p {
-                    (header.records) " log entries, oldest first, as of " (header.generated_at.to_rfc3339()) "."
-                    @if header.truncated { strong { " The report stops at " (service::RECORDS_MAX) " entries." } }
-                    " Each entry is proved in its region's log by the JSON form of this report (" code { "format=json" } "): its "
-                    "entry, leaf hash and inclusion proof against the checkpoint below."
-                }
-                (crate::console::entries_table(&items))
-                h2 { "Checkpoints" }
-                @for (region, note) in &header.checkpoints { h3 { "Region " (region) } pre { (note) } }
-            }
+    let body = html! {
+        h1 { "Records: " (header.scope) }
+        p {
+            (header.records) " log entries, oldest first, as of " (header.generated_at.to_rfc3339()) "."
+            @if header.truncated { strong { " The report stops at " (service::RECORDS_MAX) " entries." } }
+            " Each entry is proved in its region's log by the JSON form of this report (" code { "format=json" } "): its "
+            "entry, leaf hash and inclusion proof against the checkpoint below."
         }
-    }
-    .into_string()
+        (crate::console::entries_table(&items))
+        h2 { "Checkpoints" }
+        @for (region, note) in &header.checkpoints { h3 { "Region " (region) } pre { (note) } }
+    };
+    crate::console::document(&format!("Records: {} — custos", header.scope), crate::console::STYLE, body)
 }

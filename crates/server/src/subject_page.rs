@@ -32,8 +32,8 @@ pub(crate) fn render(report: &SubjectReport) -> String {
                         " not shown yet: accesses are reported " (header.notice_delay_seconds) " seconds after they happen."
                     }
                 }
-                @if header.truncated {
-                    p.notice { "Only the first " (report.lines.len()) " accesses are listed." }
+                @if let Some(next) = header.next {
+                    p.notice #more { "More accesses follow: ask for this page again with " code { "from=" (next) } " added to its address." }
                 }
                 @if report.lines.is_empty() {
                     p { "No access to your data is recorded." }

@@ -54,6 +54,9 @@ async fn exchange(
 struct ReportQuery {
     /// `json` (JSON Lines, the default) or `html`; without it, `Accept: text/html` asks for HTML.
     format: Option<String>,
+    /// The first log index to report from: the `next` of the previous page's first line
+    /// (a report lists at most 1,000 accesses).
+    from: Option<u64>,
     /// The subject token, for a link the platform hands its user's browser (which cannot set
     /// a header); `Authorization: Bearer` is preferred and wins when both are given. The page
     /// is sent with `Referrer-Policy: no-referrer` so the token does not travel on.
@@ -99,7 +102,7 @@ async fn accesses(
             .and_then(|value| value.to_str().ok())
             .is_some_and(|accept| accept.split(',').any(|part| part.trim().starts_with("text/html"))),
     };
-    let report = gate.subject_report(&bearer).await?;
+    let report = gate.subject_report(&bearer, query.from.unwrap_or(0)).await?;
     let (content_type, body) = if html {
         ("text/html; charset=utf-8", crate::subject_page::render(&report))
     } else {

@@ -16,7 +16,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use maud::{DOCTYPE, PreEscaped, html};
+use maud::html;
 use model::Severity;
 use serde::{Deserialize, Serialize};
 use service::{LEGAL_PURPOSES, TransparencyReport};
@@ -120,77 +120,66 @@ fn render(public: &PublicTransparency) -> String {
     let report = &public.report;
     let severities = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
     let generated: DateTime<Utc> = report.generated_at;
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Transparency report — custos" }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                h1 { "Transparency report" }
-                p {
-                    "How staff reached personal data on this platform, counted from the access logs. Aggregates only: "
-                    "no person, case or staff member is named. Every count below comes from a public, append-only log whose "
-                    "signed checkpoint is shown, so the counts can be checked against it. As of " (generated.format("%Y-%m-%d %H:%M UTC")) "."
-                }
-                @for region in &report.regions {
-                    section.region id={ "region-" (region.region) } {
-                        h2 { "Region " (region.region) }
-                        @if region.months.is_empty() {
-                            p { "No access decision recorded yet." }
-                        } @else {
-                            table {
-                                thead { tr {
-                                    th { "Month" } th { "Access decisions" } th { "By purpose" } th { "Refused" } th { "Held for approval" }
-                                    th { "Second-person answers" } th { "Break-glass" } th { "Legal requests" }
-                                    @if public.alerts.is_some() { th { "Alerts (all regions)" } }
-                                } }
-                                tbody {
-                                    @for (month, tally) in region.months.iter().rev() {
-                                        tr {
-                                            td { (month) }
-                                            td.count { (tally.decisions_total()) }
-                                            td { ul { @for (purpose, count) in &tally.purposes { li { (purpose) ": " (count) } } } }
-                                            td.count { (tally.decisions.get("deny").copied().unwrap_or(0)) }
-                                            td.count { (tally.decisions.get("pending").copied().unwrap_or(0)) }
-                                            td { ul { @for (answer, count) in &tally.approvals { li { (answer) ": " (count) } } } }
-                                            td.count { (tally.break_glass) }
-                                            td.count { (tally.legal_requests()) }
-                                            @if let Some(alerts) = &public.alerts {
-                                                td { ul { @for severity in severities {
-                                                    @let count = alerts.get(month).and_then(|counts| counts.get(severity.as_str())).copied().unwrap_or(0);
-                                                    @if count > 0 { li { (severity.as_str()) ": " (count) } }
-                                                } } }
-                                            }
-                                        }
+    let body = html! {
+        h1 { "Transparency report" }
+        p {
+            "How staff reached personal data on this platform, counted from the access logs. Aggregates only: "
+            "no person, case or staff member is named. Every count below comes from a public, append-only log whose "
+            "signed checkpoint is shown, so the counts can be checked against it. As of " (generated.format("%Y-%m-%d %H:%M UTC")) "."
+        }
+        @for region in &report.regions {
+            section.region id={ "region-" (region.region) } {
+                h2 { "Region " (region.region) }
+                @if region.months.is_empty() {
+                    p { "No access decision recorded yet." }
+                } @else {
+                    table {
+                        thead { tr {
+                            th { "Month" } th { "Access decisions" } th { "By purpose" } th { "Refused" } th { "Held for approval" }
+                            th { "Second-person answers" } th { "Break-glass" } th { "Legal requests" }
+                            @if public.alerts.is_some() { th { "Alerts (all regions)" } }
+                        } }
+                        tbody {
+                            @for (month, tally) in region.months.iter().rev() {
+                                tr {
+                                    td { (month) }
+                                    td.count { (tally.decisions_total()) }
+                                    td { ul { @for (purpose, count) in &tally.purposes { li { (purpose) ": " (count) } } } }
+                                    td.count { (tally.decisions.get("deny").copied().unwrap_or(0)) }
+                                    td.count { (tally.decisions.get("pending").copied().unwrap_or(0)) }
+                                    td { ul { @for (answer, count) in &tally.approvals { li { (answer) ": " (count) } } } }
+                                    td.count { (tally.break_glass) }
+                                    td.count { (tally.legal_requests()) }
+                                    @if let Some(alerts) = &public.alerts {
+                                        td { ul { @for severity in severities {
+                                            @let count = alerts.get(month).and_then(|counts| counts.get(severity.as_str())).copied().unwrap_or(0);
+                                            @if count > 0 { li { (severity.as_str()) ": " (count) } }
+                                        } } }
                                     }
                                 }
                             }
                         }
-                        h3 { "Check it yourself" }
-                        @match &region.checkpoint {
-                            Some(note) => {
-                                p { "The log's latest signed checkpoint:" }
-                                pre.checkpoint { (note) }
-                            }
-                            None => p { "No checkpoint has been signed yet." },
-                        }
-                        p { "Verify the whole log, every entry against this checkpoint, with:" }
-                        pre { "custos log verify --url <this server>/log/" (region.region) " --key '" (region.verifier_key) "' --entries --state audit-state" }
                     }
                 }
-                p.small {
-                    "Counts are of logged decisions: a request about two people is two decisions, and one held for approval is "
-                    "counted again when it is decided. Legal requests are decisions for the purposes " (LEGAL_PURPOSES.join(" and ")) ". "
-                    "Machine-readable: " a href="/transparency?format=json" { "/transparency?format=json" } "."
+                h3 { "Check it yourself" }
+                @match &region.checkpoint {
+                    Some(note) => {
+                        p { "The log's latest signed checkpoint:" }
+                        pre.checkpoint { (note) }
+                    }
+                    None => p { "No checkpoint has been signed yet." },
                 }
+                p { "Verify the whole log, every entry against this checkpoint, with:" }
+                pre { "custos log verify --url <this server>/log/" (region.region) " --key '" (region.verifier_key) "' --entries --state audit-state" }
             }
         }
-    }
-    .into_string()
+        p.small {
+            "Counts are of logged decisions: a request about two people is two decisions, and one held for approval is "
+            "counted again when it is decided. Legal requests are decisions for the purposes " (LEGAL_PURPOSES.join(" and ")) ". "
+            "Machine-readable: " a href="/transparency?format=json" { "/transparency?format=json" } "."
+        }
+    };
+    crate::console::document("Transparency report — custos", STYLE, body)
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width:90rem}\

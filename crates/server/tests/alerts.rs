@@ -49,16 +49,7 @@ async fn fixture(deliver: bool) -> Fixture {
 
 impl Fixture {
     fn token(&self, id: &str, roles: &[&str]) -> String {
-        let claims = auth::IdentityClaims {
-            id: id.to_owned(),
-            kind: auth::IdentityKind::Staff,
-            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
-            team: None,
-            entity: Some("entity-us".to_owned()),
-            country: Some("US".to_owned()),
-            region: Some("us".to_owned()),
-        };
-        self.issuer.mint(&claims, self.t.vault.clock().now(), std::time::Duration::from_secs(600)).unwrap()
+        common::staff_token(&self.issuer, self.t.vault.clock().now(), id, roles)
     }
 
     fn officer(&self) -> String {

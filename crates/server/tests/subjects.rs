@@ -362,3 +362,31 @@ async fn a_legal_hold_ends_when_its_case_closes() {
     let (_, lines) = f.report("u-ada", &token).await;
     assert_eq!(lines.iter().map(|line| line["access"]["request"].as_str().unwrap()).collect::<Vec<_>>(), ["a-ada", "a-held"], "the hold ended with the case");
 }
+
+#[tokio::test]
+async fn a_long_report_comes_in_pages_that_together_list_every_access() {
+    let f = fixture(sqlite_vault(None).await, AccessSettings::default()).await;
+    let agent = f.staff("s-agent", &["support_agent"], "entity-us");
+    let extra = service::SUBJECT_REPORT_ACCESSES_MAX + 2;
+    for number in 0..extra {
+        f.read(&format!("a-bob-{number}"), "u-bob", "ip_address", &agent).await;
+    }
+    sign(&f).await;
+    let token = f.subject_token("u-bob").await;
+    let (first, lines) = f.report("u-bob", &token).await;
+    assert_eq!((first["truncated"].clone(), lines.len()), (json!(true), service::SUBJECT_REPORT_ACCESSES_MAX), "{first}");
+    let next = first["next"].as_u64().expect("a next page");
+    assert!(lines.iter().all(|line| line["receipt"]["index"].as_u64().unwrap() < next));
+    let (status, _, text) = f.raw("GET", &format!("/v1/subjects/u-bob/accesses?from={next}"), Some(&token), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let mut page = text.lines().map(|line| serde_json::from_str::<Value>(line).unwrap());
+    let second = page.next().unwrap();
+    let rest: Vec<Value> = page.collect();
+    assert_eq!((second["from"].clone(), second["truncated"].clone(), second.get("next")), (json!(next), json!(false), None), "{second}");
+    verify_lines(&second, &rest, &f.t.log_verifier_key());
+    let mut requests: Vec<String> = lines.iter().chain(&rest).map(|line| line["access"]["request"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(requests.len(), extra + 1, "every access once: a-bob and the extra reads");
+    requests.sort();
+    requests.dedup();
+    assert_eq!(requests.len(), extra + 1, "no access on two pages");
+}

@@ -46,6 +46,12 @@ pub struct ReportHeader {
     pub accesses: u64,
     /// Whether the report stopped at [`SUBJECT_REPORT_ACCESSES_MAX`] accesses.
     pub truncated: bool,
+    /// The first log index this page looked at (`from`; 0 on the first page).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub from: u64,
+    /// When `truncated`: the `from` of the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// One access line: what happened, and the proof that the log holds it.
@@ -197,7 +203,10 @@ impl Gate {
     /// The access report of the subject `bearer` speaks for, as of the latest signed
     /// checkpoint of their region's log: the index is brought level with that checkpoint
     /// first, so no access it covers is missing.
-    pub async fn subject_report(&self, bearer: &SubjectBearer) -> Result<SubjectReport, ServiceError> {
+    ///
+    /// A page lists the accesses logged at index `from` or later, at most
+    /// [`SUBJECT_REPORT_ACCESSES_MAX`]; `next` in its header starts the following page.
+    pub async fn subject_report(&self, bearer: &SubjectBearer, from: u64) -> Result<SubjectReport, ServiceError> {
         let log = self.vault().log(&bearer.region)?;
         let note = log.checkpoint().await?;
         let parsed = tlog::Note::parse(note.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
@@ -207,8 +216,9 @@ impl Gate {
         if indexed < size {
             return Err(ServiceError::Log(format!("the subject index of region {} stopped at {indexed} of {size}", bearer.region)));
         }
-        let indexes = log.subject_index()?.subject_entries(&bearer.subject, size, SUBJECT_REPORT_ACCESSES_MAX + 1).await?;
+        let indexes = log.subject_index()?.subject_entries(&bearer.subject, from.min(size), size, SUBJECT_REPORT_ACCESSES_MAX + 1).await?;
         let truncated = indexes.len() > SUBJECT_REPORT_ACCESSES_MAX;
+        let next = indexes.get(SUBJECT_REPORT_ACCESSES_MAX).copied();
         let now = self.vault().clock().now();
         let delay = self.settings().report_notice_delay;
         let cutoff_ms = now.timestamp_millis().saturating_sub(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
@@ -283,6 +293,8 @@ impl Gate {
             withheld,
             accesses: lines.len() as u64,
             truncated,
+            from,
+            next,
         };
         Ok(SubjectReport { header, lines })
     }

@@ -60,7 +60,7 @@ async fn the_index_is_complete_idempotent_and_exact_under_racing_followers(t: Te
     assert_eq!(log.index_subjects_to(u64::MAX).await.unwrap(), size, "clamped to the log's size");
     let index = log.subject_index().unwrap();
     for (id, expected) in &scanned {
-        assert_eq!(&index.subject_entries(&subject(id), size, 100).await.unwrap(), expected, "{id}");
+        assert_eq!(&index.subject_entries(&subject(id), 0, size, 100).await.unwrap(), expected, "{id}");
     }
     assert_eq!(index.subject_index_cursor().await.unwrap(), size);
 }

@@ -1500,18 +1500,18 @@ impl SubjectIndexStore for PostgresStore {
         finish(transaction, result).await
     }
 
-    async fn subject_entries(&self, subject: &SubjectId, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+    async fn subject_entries(&self, subject: &SubjectId, from: u64, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         subject_index::check_entries_limit(limit)?;
-        let (below, limit) = (log::to_i64(below)?, log::to_i64(limit as u64)?);
+        let (from, below, limit) = (log::to_i64(from)?, log::to_i64(below)?, log::to_i64(limit as u64)?);
         let client = self.client().await?;
         let rows = client
             .query(
                 &format!(
-                    "SELECT entry_index FROM {}.subject_entries WHERE subject_id = $1 AND entry_index < $2 \
+                    "SELECT entry_index FROM {}.subject_entries WHERE subject_id = $1 AND entry_index >= $4 AND entry_index < $2 \
                      ORDER BY entry_index LIMIT $3",
                     quoted(&self.schema)
                 ),
-                &[&subject.as_str(), &below, &limit],
+                &[&subject.as_str(), &below, &limit, &from],
             )
             .await
             .map_err(postgres_error)?;

@@ -1291,17 +1291,17 @@ impl SubjectIndexStore for SqliteStore {
         .await
     }
 
-    async fn subject_entries(&self, subject: &SubjectId, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+    async fn subject_entries(&self, subject: &SubjectId, from: u64, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         subject_index::check_entries_limit(limit)?;
-        let (subject, below, limit) = (subject.to_string(), log::to_i64(below)?, log::to_i64(limit as u64)?);
+        let (subject, from, below, limit) = (subject.to_string(), log::to_i64(from)?, log::to_i64(below)?, log::to_i64(limit as u64)?);
         self.with_reader(move |connection| {
             let mut select = connection
                 .prepare_cached(
-                    "SELECT entry_index FROM subject_entries WHERE subject_id = ?1 AND entry_index < ?2 \
+                    "SELECT entry_index FROM subject_entries WHERE subject_id = ?1 AND entry_index >= ?4 AND entry_index < ?2 \
                      ORDER BY entry_index LIMIT ?3",
                 )
                 .map_err(sqlite_error)?;
-            let rows = select.query_map(params![subject, below, limit], |row| row.get::<_, i64>(0)).map_err(sqlite_error)?;
+            let rows = select.query_map(params![subject, below, limit, from], |row| row.get::<_, i64>(0)).map_err(sqlite_error)?;
             rows.map(|row| plan::count(row.map_err(sqlite_error)?)).collect()
         })
         .await

@@ -105,9 +105,9 @@ pub trait SubjectIndexStore: Send + Sync {
     /// unless the stored cursor is `batch.from`.
     async fn index_subjects(&self, batch: &SubjectIndexBatch) -> Result<(), StoreError>;
 
-    /// The log indexes below `below` of the entries that name `subject`, ascending, at most
-    /// `limit` (itself at most [`SUBJECT_ENTRIES_MAX`]).
-    async fn subject_entries(&self, subject: &SubjectId, below: u64, limit: usize) -> Result<Vec<u64>, StoreError>;
+    /// The log indexes in `from..below` of the entries that name `subject`, ascending, at
+    /// most `limit` (itself at most [`SUBJECT_ENTRIES_MAX`]).
+    async fn subject_entries(&self, subject: &SubjectId, from: u64, below: u64, limit: usize) -> Result<Vec<u64>, StoreError>;
 
     /// The entries below `below` on the timeline of `kind`/`key`, newest (highest index)
     /// first, at most `limit` (itself at most [`SUBJECT_ENTRIES_MAX`]).

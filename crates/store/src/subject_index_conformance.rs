@@ -32,13 +32,15 @@ pub async fn check_index_and_read(store: &dyn SubjectIndexStore, backend: &str) 
     let rows = vec![(ada.clone(), from), (bob.clone(), from + 1), (ada.clone(), from + 3), (ada.clone(), from + 4)];
     store.index_subjects(&SubjectIndexBatch { from, to: from + 5, rows, timeline: Vec::new() }).await.expect("index");
     assert_eq!(store.subject_index_cursor().await.expect("cursor"), from + 5, "{backend}: the cursor moved");
-    let entries = |subject: SubjectId, below: u64, limit: usize| async move { store.subject_entries(&subject, below, limit).await.expect("entries") };
+    let entries = |subject: SubjectId, below: u64, limit: usize| async move { store.subject_entries(&subject, 0, below, limit).await.expect("entries") };
     assert_eq!(entries(ada.clone(), from + 5, 100).await, vec![from, from + 3, from + 4], "{backend}: ada's entries");
     assert_eq!(entries(bob.clone(), from + 5, 100).await, vec![from + 1], "{backend}: bob's entries");
     assert_eq!(entries(ada.clone(), from + 4, 100).await, vec![from, from + 3], "{backend}: below is exclusive");
     assert_eq!(entries(ada.clone(), from + 5, 2).await, vec![from, from + 3], "{backend}: limit");
     assert_eq!(entries(unique("nobody"), from + 5, 100).await, Vec::<u64>::new(), "{backend}: an unknown subject");
-    match store.subject_entries(&ada, from + 5, SUBJECT_ENTRIES_MAX + 1).await {
+    assert_eq!(store.subject_entries(&ada, from + 1, from + 5, 100).await.expect("entries"), vec![from + 3, from + 4], "{backend}: from is inclusive");
+    assert_eq!(store.subject_entries(&ada, from + 3, from + 5, 1).await.expect("entries"), vec![from + 3], "{backend}: from and limit");
+    match store.subject_entries(&ada, 0, from + 5, SUBJECT_ENTRIES_MAX + 1).await {
         Err(StoreError::BatchTooLarge { .. }) => {}
         other => panic!("{backend}: expected BatchTooLarge for a long read, got {other:?}"),
     }
@@ -64,7 +66,7 @@ pub async fn check_cursor_must_match(store: &dyn SubjectIndexStore, backend: &st
         }
     }
     assert_eq!(store.subject_index_cursor().await.expect("cursor"), stored, "{backend}: the cursor did not move");
-    assert!(store.subject_entries(&ada, u64::MAX >> 2, 100).await.expect("entries").is_empty(), "{backend}: no row was written");
+    assert!(store.subject_entries(&ada, 0, u64::MAX >> 2, 100).await.expect("entries").is_empty(), "{backend}: no row was written");
 }
 
 /// A follower that crashed after its commit and re-reads the same entries writes the same
@@ -75,7 +77,7 @@ pub async fn check_rows_are_idempotent(store: &dyn SubjectIndexStore, backend: &
     store.index_subjects(&SubjectIndexBatch { from, to: from + 1, rows: vec![(ada.clone(), from)], timeline: Vec::new() }).await.expect("index");
     let repeated = SubjectIndexBatch { from: from + 1, to: from + 2, rows: vec![(ada.clone(), from + 1)], timeline: Vec::new() };
     store.index_subjects(&repeated).await.expect("index");
-    assert_eq!(store.subject_entries(&ada, from + 2, 100).await.expect("entries"), vec![from, from + 1], "{backend}: entries");
+    assert_eq!(store.subject_entries(&ada, 0, from + 2, 100).await.expect("entries"), vec![from, from + 1], "{backend}: entries");
 }
 
 /// Rows outside the batch's range, a cursor moving back and oversized batches are refused.
