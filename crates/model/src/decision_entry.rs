@@ -170,7 +170,7 @@ pub struct RecordViewEntry {
     pub at_ms: i64,
     pub by: ActorSnapshot,
     /// What was viewed: `actor_timeline`, `case_timeline`, `subject_timeline`, `alert`,
-    /// `report`.
+    /// `report`, `what_if`.
     pub view: String,
     /// The actor, case, subject or alert id viewed.
     pub target: String,

@@ -36,6 +36,8 @@ const ANNOTATION_PURPOSE: &str = "purpose";
 /// A loaded, validated policy set, sliced by action and purpose. Cheap to share between
 /// threads (`Send + Sync`); evaluation does not mutate it.
 pub struct PolicyEngine {
+    /// The (file name, text) pairs the set was built from, in load order.
+    sources: Vec<(String, String)>,
     names: CedarNames,
     authorizer: Authorizer,
     /// Facts about each policy by id, in load order.
@@ -160,6 +162,7 @@ impl PolicyEngine {
             .map(|(at, facts)| (facts.id.clone(), at))
             .collect();
         Ok(PolicyEngine {
+            sources: sources.to_vec(),
             names,
             authorizer: Authorizer::new(),
             policies,
@@ -285,6 +288,11 @@ impl PolicyEngine {
     }
 
     /// Every policy id, in load order.
+    /// The (file name, text) pairs this set was built from: what an operator edits.
+    pub fn sources(&self) -> &[(String, String)] {
+        &self.sources
+    }
+
     pub fn policy_ids(&self) -> Vec<String> {
         self.policies.iter().map(|facts| facts.id.clone()).collect()
     }

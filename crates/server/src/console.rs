@@ -62,6 +62,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/console/subjects/{id}", get(subject_timeline))
         .route("/console/log", get(log_health))
         .route("/console/policies", get(policies))
+        .route("/console/policies/what-if", post(what_if))
         .route("/console/logout", post(logout))
         .layer(middleware::from_fn_with_state(state, require_officer));
     Router::new().route("/console/login", get(login_page).post(login)).merge(signed_in)
@@ -653,16 +654,78 @@ async fn log_health(State(state): State<AppState>, axum::Extension(caller): axum
 
 async fn policies(State(state): State<AppState>, axum::Extension(caller): axum::Extension<Caller>) -> PageResult {
     let gate = crate::access::gate(&state)?;
+    let text = gate.engine().sources().iter().map(|(file, text)| format!("// file: {file}\n{text}")).collect::<Vec<_>>().join("\n");
+    Ok(page(&caller, "Policies", policies_page(&gate.engine().policy_ids(), &text, 7, None)))
+}
+
+/// The policies in force, the "what if" form (prefilled with `proposed`) and, after a run,
+/// its outcome or the reason the proposed set was refused.
+fn policies_page(ids: &[String], proposed: &str, days: u32, outcome: Option<Result<&service::WhatIf, String>>) -> Markup {
+    html! {
+        h1 { "Policies in force" }
+        p { (ids.len()) " Cedar policies decide every access (docs/policy.md). Decisions name the policies that decided." }
+        details { summary { "Policy ids" } ul #policy-ids { @for id in ids { li { code { (id) } } } } }
+        h2 { "What if" }
+        p {
+            "Edit the set and decide the last days' access decisions again under it: every field whose outcome would "
+            "change is listed. Nothing is put in force; the decisions shown are logged as a view."
+        }
+        form #what-if method="post" action="/console/policies/what-if" {
+            textarea #proposed name="policies" rows="24" cols="120" spellcheck="false" { (proposed) }
+            p {
+                label { "Days " input #days name="days" type="number" min="1" max=(service::WHAT_IF_DAYS_MAX) value=(days); }
+                " " button #what-if-button type="submit" { "Decide again" }
+            }
+        }
+        @match outcome {
+            None => {}
+            Some(Err(message)) => p.error #what-if-error { "The proposed set was refused: " (message) },
+            Some(Ok(what_if)) => {
+                p #what-if-summary {
+                    (what_if.entries) " access decisions of the last " (what_if.days) " days decided again ("
+                    (what_if.fields) " fields): " strong { (what_if.changed) " would change" } "."
+                    @if what_if.truncated { " Only the first " (service::WHAT_IF_ENTRIES_MAX) " decisions were read." }
+                }
+                @if !what_if.changes.is_empty() {
+                    table #what-if-changes {
+                        thead { tr { th { "When (UTC)" } th { "Log entry" } th { "Actor" } th { "Purpose, case" } th { "Subject" } th { "Field asked" } th { "Decided" } th { "Would be" } } }
+                        tbody {
+                            @for change in &what_if.changes {
+                                tr {
+                                    td { (when(time(change.at_ms))) }
+                                    td { code { (change.region) "/" (change.index) } }
+                                    td { a href={ "/console/actors/" (change.actor) } { (change.actor) } }
+                                    td { (change.purpose) @if let Some(case) = &change.case { br; a href={ "/console/cases/" (case) } { (case) } } }
+                                    td { a href={ "/console/subjects/" (change.subject) } { (change.subject) } }
+                                    td { (change.field) ": " (change.requested) }
+                                    td { (change.before) }
+                                    td { strong { (change.after) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WhatIfForm {
+    policies: String,
+    days: u32,
+}
+
+async fn what_if(State(state): State<AppState>, axum::Extension(caller): axum::Extension<Caller>, Form(form): Form<WhatIfForm>) -> PageResult {
+    let gate = crate::access::gate(&state)?;
     let ids = gate.engine().policy_ids();
-    Ok(page(
-        &caller,
-        "Policies",
-        html! {
-            h1 { "Policies in force" }
-            p { (ids.len()) " Cedar policies decide every access (docs/policy.md). Decisions name the policies that decided." }
-            ul #policy-ids { @for id in &ids { li { code { (id) } } } }
-        },
-    ))
+    let outcome = match gate.what_if_text(&caller, &form.policies, form.days).await {
+        Ok(what_if) => Ok(what_if),
+        Err(service::ServiceError::InvalidRequest { field, message }) if field == "policies" => Err(message),
+        Err(error) => return Err(error.into()),
+    };
+    let body = policies_page(&ids, &form.policies, form.days, Some(outcome.as_ref().map_err(Clone::clone)));
+    Ok(page(&caller, "Policies — what if", body))
 }
 
 fn when(at: DateTime<Utc>) -> String {

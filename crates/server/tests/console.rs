@@ -394,3 +394,50 @@ async fn a_records_report_carries_proofs_a_lawyer_can_check_and_is_logged() {
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}: {}", page.body);
     }
 }
+
+#[tokio::test]
+async fn what_if_lists_the_decisions_a_proposed_set_would_change() {
+    let f = fixture().await;
+    let case = json!({"id": "T-1", "purpose": "support", "assignees": ["s-agent"], "subjects": ["u-plain"], "requested_by": "u-plain"});
+    let request = Request::post("/v1/cases")
+        .header("authorization", format!("Bearer {SERVICE_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(case.to_string()))
+        .unwrap();
+    assert_eq!(f.send(request).await.status, StatusCode::CREATED);
+    let body = json!({"subjects": ["u-plain"], "fields": {"email": "masked"}, "purpose": "support", "case": "T-1"});
+    let request = Request::post("/v1/access")
+        .header("authorization", format!("Bearer {}", f.token("s-agent", &["support_agent"])))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let answer = f.send(request).await;
+    assert!(answer.body.contains("\"masked\""), "{}", answer.body);
+    f.unexplained_read("s-other", "u-journalist").await;
+    let cookie = f.sign_in(&f.token(OFFICER, &["compliance_officer"])).await;
+
+    // The page shows the set in force, ready to edit.
+    let policies = f.get("/console/policies", Some(&cookie)).await;
+    assert!(policies.body.contains("case-required") && policies.body.contains("id=\"proposed\""), "{}", policies.body);
+    let in_force = policies.body.split("id=\"proposed\"").nth(1).unwrap().split_once('>').unwrap().1.split("</textarea>").next().unwrap();
+    let in_force = in_force.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    let run = async |text: &str, days: &str| f.form("/console/policies/what-if", Some(&cookie), &[("policies", text), ("days", days)], None).await;
+
+    // The set in force changes nothing.
+    let same = run(&in_force, "7").await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    assert!(same.body.contains("2 access decisions of the last 7 days decided again") && same.body.contains("0 would change"), "{}", same.body);
+    // A set that forbids email turns the allowed read into a refusal; the refused one stays.
+    let proposed = format!("{in_force}\n@id(\"no-email\")\n@reason(\"no email for anyone\")\nforbid (principal, action, resource) when {{ context.field == \"email\" }};\n");
+    let changed = run(&proposed, "7").await;
+    assert!(changed.body.contains("1 would change"), "{}", changed.body);
+    assert!(changed.body.contains("allow (masked)") && changed.body.contains("<strong>deny</strong>"), "{}", changed.body);
+    let views = f.record_views().await;
+    let last = views.last().unwrap();
+    assert_eq!((last.view.as_str(), last.shown.len()), ("what_if", 1), "the decisions shown are logged: {views:?}");
+    assert_eq!(indexes(&last.shown), f.accesses_of("s-agent").await);
+    // A set that does not load is refused, naming the problem; a bad window is an error.
+    let broken = run("permit (principal, action, resource) when { nonsense };", "7").await;
+    assert!(broken.body.contains("id=\"what-if-error\""), "{}", broken.body);
+    assert_eq!(run(&in_force, "0").await.status, StatusCode::BAD_REQUEST);
+}

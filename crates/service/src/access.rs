@@ -678,7 +678,7 @@ impl Gate {
                 labels: record.labels.iter().map(|label| label.as_str().to_owned()).collect(),
             };
             let cross_border = self.cross_border(caller, &asked.from_country, &region);
-            let case_facts = case.as_ref().map(|case| case_facts(case, &caller.id, subject));
+            let case_facts = case.as_ref().map(|case| case_facts(case, &caller.id, subject.as_str()));
             let mut policies = BTreeSet::new();
             let mut reasons = Vec::new();
             if let (Some(id), None) = (&asked.case, &case) {
@@ -948,13 +948,13 @@ fn pending_view(record: &AccessRequestRecord) -> PendingView {
 /// is assigned and the subject in scope; a queue case can hold thousands of subjects, and
 /// building them all into every evaluation would make each decision cost as much as the
 /// case is large.
-fn case_facts(case: &CaseRecord, actor: &str, subject: &SubjectId) -> CaseFacts {
+pub(crate) fn case_facts(case: &CaseRecord, actor: &str, subject: &str) -> CaseFacts {
     CaseFacts {
         id: case.id.clone(),
         purpose: case.purpose.clone(),
         open: case.open,
         assignees: case.assignees.iter().filter(|assignee| assignee.as_str() == actor).map(ToString::to_string).collect(),
-        subjects: case.subjects.iter().filter(|member| *member == subject).map(ToString::to_string).collect(),
+        subjects: case.subjects.iter().filter(|member| member.as_str() == subject).map(ToString::to_string).collect(),
         requested_by: case.requested_by.as_ref().map(ToString::to_string),
         legal_process_validated: case.legal_process.as_ref().is_some_and(|process| process.validated),
         destinations: case.destinations.clone(),

@@ -25,6 +25,7 @@ mod records;
 mod subject_token;
 mod transparency;
 mod vault;
+mod what_if;
 mod webhook;
 
 #[cfg(feature = "testing")]
@@ -60,6 +61,7 @@ pub use webhook::{
     WEBHOOK_TIMEOUT, WEBHOOK_URL_BYTES_MAX, backoff as webhook_backoff, deliver_due, spawn_webhook,
 };
 pub use detect::Entry as LogEntry;
+pub use what_if::{DecisionChange, WHAT_IF_CHANGES_MAX, WHAT_IF_DAYS_MAX, WHAT_IF_ENTRIES_MAX, WhatIf};
 pub use records::{RECORDS_FORMAT, RECORDS_MAX, RecordLine, RecordScope, RecordsHeader, RecordsReport};
 pub use transparency::{LEGAL_PURPOSES, MonthTally, RegionTransparency, TALLY_KEYS_MAX, TransparencyReport, month_of};
 pub use console::{ACTIVITY_BUCKET_MS, TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX, Timeline, TimelineCursor, TimelineItem};

@@ -225,7 +225,7 @@ impl Gate {
     /// The first log index below `size` whose entry's time is at or after `since_ms`, by
     /// binary search (entries are appended in time order, give or take concurrent requests'
     /// milliseconds, which the forward scan absorbs). Entries without a time count as before.
-    async fn first_at_or_after(&self, region: &RegionId, since_ms: i64, size: u64) -> Result<u64, ServiceError> {
+    pub(crate) async fn first_at_or_after(&self, region: &RegionId, since_ms: i64, size: u64) -> Result<u64, ServiceError> {
         let (mut low, mut high) = (0, size);
         while low < high {
             let middle = low + (high - low) / 2;
