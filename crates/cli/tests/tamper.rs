@@ -8,11 +8,12 @@
 //! file, or the operator, could — the server is started again and the audit must fail,
 //! naming the entry index, the tile, or the rollback or fork against the auditor's state.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use model::RegionId;
 use rusqlite::{Connection, params};
@@ -123,31 +124,32 @@ impl Deployment {
 
     /// Starts `custos serve` on a free port and waits until it accepts connections.
     fn serve(&self) -> Server {
-        let address = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_custos"))
-            .args([
-                "serve",
-                "--data",
-                self.data.to_str().expect("utf-8 path"),
-                "--listen",
-                &address.to_string(),
-            ])
+        // Port 0, and the address the server says it bound: a port picked here and handed
+        // over could be taken by another test's server in between.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+            .args(["serve", "--data", self.data.to_str().expect("utf-8 path"), "--listen", "127.0.0.1:0"])
             .env("CUSTOS_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start custos serve");
-        let server = Server { child, address };
-        let started = Instant::now();
-        while TcpStream::connect(address).is_err() {
-            assert!(
-                started.elapsed() < SERVER_START_MAX,
-                "custos serve did not start listening on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let stderr = child.stderr.take().expect("the server's stderr");
+        let mut server = Server { child, address: SocketAddr::from(([127, 0, 0, 1], 0)) };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Reads the server's stderr to the end (warnings may come before and after the line
+        // naming the address), so the pipe never fills.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("custos serving regions")
+                    && let Some(address) = line.rsplit("http://").next()
+                {
+                    let _ = sender.send(address.trim().to_owned());
+                }
+            }
+        });
+        let address = receiver.recv_timeout(SERVER_START_MAX).expect("custos serve did not say where it listens");
+        server.address = address.parse().expect("a socket address");
+        assert!(TcpStream::connect(server.address).is_ok(), "custos serve listens on {}", server.address);
         server
     }
 

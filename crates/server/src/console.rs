@@ -64,7 +64,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/console/policies", get(policies))
         .route("/console/policies/what-if", post(what_if))
         .route("/console/logout", post(logout))
-        .layer(middleware::from_fn_with_state(state, require_officer));
+        .route_layer(middleware::from_fn_with_state(state, require_officer));
     Router::new().route("/console/login", get(login_page).post(login)).merge(signed_in)
 }
 

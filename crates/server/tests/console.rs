@@ -156,6 +156,11 @@ async fn only_a_signed_in_compliance_officer_gets_in() {
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
         assert_eq!(page.location.as_deref(), Some("/console/login"), "{path}");
     }
+    // The sign-in check guards the console's routes only: elsewhere an unknown path is a 404.
+    for path in ["/log/us/checkpoints", "/no-such-page", "/console/no-such-page"] {
+        let page = f.get(path, None).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}: {:?}", page.location);
+    }
     let login = f.get("/console/login", None).await;
     assert_eq!(login.status, StatusCode::OK);
     assert!(login.body.contains("name=\"token\""), "{}", login.body);
