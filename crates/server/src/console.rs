@@ -326,17 +326,20 @@ async fn alert_page(State(state): State<AppState>, axum::Extension(caller): axum
     let desk = desk(&state, &caller)?;
     let (alert, notes) = stored_alert(desk, &id).await?;
     // The evidence entries this page shows, read before the view is logged and shown after.
-    let mut evidence = Vec::new();
-    let mut shown = Vec::new();
-    for reference in &alert.evidence {
-        let Ok(region) = model::RegionId::new(&reference.region) else { continue };
-        if state.vault.log(&region).is_err() {
-            continue;
-        }
-        let entry = gate.record(&region, reference.index).await?;
-        shown.push((region.clone(), reference.index));
-        evidence.push(TimelineItem { at_ms: entry.at_ms().unwrap_or(alert.at_ms), region, index: reference.index, entry });
-    }
+    let shown: Vec<(model::RegionId, u64)> = alert
+        .evidence
+        .iter()
+        .filter_map(|reference| model::RegionId::new(&reference.region).ok().map(|region| (region, reference.index)))
+        .filter(|(region, _)| state.vault.log(region).is_ok())
+        .collect();
+    let entries = gate.records_at(&shown).await?;
+    let evidence: Vec<TimelineItem> = shown
+        .iter()
+        .filter_map(|(region, index)| {
+            let entry = entries.get(&(region.clone(), *index))?.clone();
+            Some(TimelineItem { at_ms: entry.at_ms().unwrap_or(alert.at_ms), region: region.clone(), index: *index, entry })
+        })
+        .collect();
     gate.log_record_view(&caller, "alert", &alert.id, &shown).await?;
     let view = AlertView::new(&alert);
     let notes: Vec<NoteView> = notes.iter().map(NoteView::new).collect();

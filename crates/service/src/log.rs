@@ -245,6 +245,16 @@ impl RegionLog {
         }
     }
 
+    /// The latest signed checkpoint note (as [`RegionLog::checkpoint`]) with its tree size:
+    /// what a proof against it may cover.
+    pub async fn signed_checkpoint(&self) -> Result<(String, u64), ServiceError> {
+        let note = self.checkpoint().await?;
+        let parsed = tlog::Note::parse(note.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+        let checkpoint = tlog::Checkpoint::parse(parsed.text()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+        let size = checkpoint.size().0;
+        Ok((note, size))
+    }
+
     /// The bytes of a hash tile, or `None` beyond the stored tree.
     pub async fn tile(&self, tile: TileId) -> Result<Option<Vec<u8>>, ServiceError> {
         Ok(self.store.log_tile(tile).await?)
@@ -272,10 +282,8 @@ impl RegionLog {
     /// checkpoint, with that checkpoint. An index the latest checkpoint does not cover yet is
     /// an invalid request (the next signing covers it).
     pub async fn tlog_proof(&self, index: u64) -> Result<Vec<u8>, ServiceError> {
-        let note_text = self.checkpoint().await?;
+        let (note_text, size) = self.signed_checkpoint().await?;
         let note = tlog::Note::parse(note_text.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
-        let checkpoint = tlog::Checkpoint::parse(note.text()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
-        let size = checkpoint.size().0;
         if index >= size {
             return Err(ServiceError::InvalidProofRequest(format!(
                 "index {index} is not covered by the latest signed checkpoint (size {size}) yet"

@@ -116,18 +116,18 @@ impl Gate {
             return Err(ServiceError::InvalidRequest { field: "until".to_owned(), message: format!("the period must end after it starts ({since} to {until})") });
         }
         let mut checkpoints = BTreeMap::new();
+        let mut sizes: BTreeMap<RegionId, u64> = BTreeMap::new();
         let mut found: Vec<(RegionId, u64, i64)> = Vec::new();
         for region in self.vault().regions() {
             let log = self.vault().log(region)?;
-            let note = match log.checkpoint().await {
-                Ok(note) => note,
+            let (note, size) = match log.signed_checkpoint().await {
+                Ok(signed) => signed,
                 // No signed checkpoint yet: nothing in this region can be proved.
                 Err(ServiceError::Log(_)) => continue,
                 Err(error) => return Err(error),
             };
-            let parsed = tlog::Note::parse(note.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
-            let size = tlog::Checkpoint::parse(parsed.text()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?.size().0;
             checkpoints.insert(region.to_string(), note);
+            sizes.insert(region.clone(), size);
             match scope {
                 RecordScope::Timeline(kind, key) => {
                     log.index_subjects_to(size).await?;
@@ -181,19 +181,10 @@ impl Gate {
         let shown: Vec<(RegionId, u64)> = found.iter().map(|(region, index, _)| (region.clone(), *index)).collect();
         self.log_record_view(caller, "report", &scope.to_string(), &shown).await?;
         let mut lines = Vec::with_capacity(found.len());
-        let mut sizes: BTreeMap<RegionId, u64> = BTreeMap::new();
         for (region, index, at_ms) in found {
             let log = self.vault().log(&region)?;
-            let size = match sizes.get(&region) {
-                Some(size) => *size,
-                None => {
-                    let note = &checkpoints[region.as_str()];
-                    let parsed = tlog::Note::parse(note.as_bytes()).map_err(|error| ServiceError::Log(error.to_string()))?;
-                    let size = tlog::Checkpoint::parse(parsed.text()).map_err(|error| ServiceError::Log(error.to_string()))?.size().0;
-                    sizes.insert(region.clone(), size);
-                    size
-                }
-            };
+            // INVARIANT: records are only found in regions whose checkpoint was read above.
+            let size = sizes[&region];
             let entry = log.stored_entry(index).await?.ok_or_else(|| ServiceError::Log(format!("entry {index} of region {region} is indexed but not stored")))?;
             let (_salt, canonical) = sequencer::parse_salted_entry(&entry).map_err(|error| ServiceError::Log(format!("entry {index}: {error}")))?;
             let record = serde_json::from_slice(canonical).map_err(|error| ServiceError::Log(format!("entry {index} of region {region}: {error}")))?;
