@@ -11,7 +11,8 @@
 //! Report input (`--report`): a data subject's access report, JSON Lines; its first line
 //! carries the signed checkpoint, and each further line an entry, its receipt and inclusion
 //! proof, checked with the same receipt verifier, then decoded and compared with what the
-//! line shows.
+//! line shows. Records input (`--records`): a records report (`custos report`), checked the
+//! same way against each region's checkpoint, and each record against the report's scope.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -81,19 +82,25 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReceiptVerifyArgs {
-    /// The log's verifier key (signed-note vkey).
-    #[arg(long)]
-    pub key: String,
+    /// The log's verifier key (signed-note vkey); with `--records`, one per region the
+    /// report covers (repeat `--key`).
+    #[arg(long = "key", required = true)]
+    pub keys: Vec<String>,
     /// The entry, exactly as it was appended.
-    #[arg(long, required_unless_present = "report", conflicts_with = "report")]
+    #[arg(long, required_unless_present_any = ["report", "records"], conflicts_with_all = ["report", "records"])]
     pub entry: Option<PathBuf>,
     /// The tlog-proof (`c2sp.org/tlog-proof@v1`) the log returned for the entry.
-    #[arg(long, required_unless_present = "report", conflicts_with = "report")]
+    #[arg(long, required_unless_present_any = ["report", "records"], conflicts_with_all = ["report", "records"])]
     pub proof: Option<PathBuf>,
     /// A data subject's access report (JSON Lines from `GET /v1/subjects/{id}/accesses`):
     /// checks its checkpoint and every line, instead of one entry and proof.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "records")]
     pub report: Option<PathBuf>,
+    /// A records report (JSON Lines from `custos report --format json`, `GET /v1/records`):
+    /// checks each region's checkpoint and every record, its proof and that it belongs to
+    /// the report's scope.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
     /// The index the log promised; defaults to the proof's index.
     #[arg(long)]
     pub index: Option<u64>,
@@ -124,8 +131,23 @@ pub fn run_log(command: LogCommand) -> anyhow::Result<ExitCode> {
 /// Runs a `custos receipt` subcommand.
 pub fn run_receipt(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ReceiptCommand::Verify(ReceiptVerifyArgs { report: Some(report), key, .. }) => {
-            let verified = verify_report_command(&report, &key)?;
+        ReceiptCommand::Verify(ReceiptVerifyArgs { records: Some(records), keys, .. }) => {
+            let verified = verify_records_command(&records, &keys)?;
+            println!(
+                "records verified: {} records of {} against {}",
+                verified.records,
+                verified.scope,
+                verified
+                    .checkpoints
+                    .iter()
+                    .map(|checkpoint| format!("{} size {} root {}", checkpoint.origin(), checkpoint.size(), checkpoint.root().to_base64()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ReceiptCommand::Verify(ReceiptVerifyArgs { report: Some(report), keys, .. }) => {
+            let verified = verify_report_command(&report, one_key(&keys, "--report")?)?;
             println!(
                 "report verified: {} accesses of subject {} in {} size {} root {}",
                 verified.accesses,
@@ -462,7 +484,7 @@ pub fn verify_receipt_command(args: &ReceiptVerifyArgs) -> anyhow::Result<Checkp
         index: args.index.map_or(proof.index(), LeafIndex),
         leaf_hash,
     };
-    verify_receipt(&receipt, &entry, &proof, &args.key).with_context(|| {
+    verify_receipt(&receipt, &entry, &proof, one_key(&args.keys, "a receipt")?).with_context(|| {
         format!(
             "receipt for entry {} of {} failed verification",
             receipt.index.0, receipt.origin
@@ -521,25 +543,58 @@ pub fn verify_report(text: &str, key: &str) -> anyhow::Result<VerifiedReport> {
     Ok(VerifiedReport { subject: header.subject, accesses, checkpoint })
 }
 
+/// The one `--key` a subject report or a single receipt is checked with.
+fn one_key<'a>(keys: &'a [String], what: &str) -> anyhow::Result<&'a str> {
+    match keys {
+        [key] => Ok(key),
+        _ => anyhow::bail!("{what} comes from one log: give one --key, not {}", keys.len()),
+    }
+}
+
+/// The evidence one report line carries: the entry (base64), its receipt (origin, index,
+/// leaf hash) and its inclusion proof in the signed checkpoint `note`. Checked with the
+/// audit crate's receipt verifier; returns the entry's bytes.
+struct LineEvidence<'a> {
+    origin: &'a str,
+    index: u64,
+    leaf_hash: &'a str,
+    entry: &'a str,
+    proof: &'a [String],
+}
+
+impl LineEvidence<'_> {
+    fn verify(&self, note: &Note, key: &str) -> anyhow::Result<Vec<u8>> {
+        use base64::Engine as _;
+        let entry = base64::engine::general_purpose::STANDARD.decode(self.entry).context("the entry is not base64")?;
+        let hashes = self
+            .proof
+            .iter()
+            .map(|hash| Hash::from_base64(hash).map_err(|_| anyhow::anyhow!("a proof hash is not a base64 SHA-256 hash")))
+            .collect::<anyhow::Result<Vec<Hash>>>()?;
+        let index = LeafIndex(self.index);
+        let proof = TlogProof::new(None, index, hashes, note.clone()).context("the proof is too long")?;
+        let receipt = Receipt {
+            origin: self.origin.to_owned(),
+            index,
+            leaf_hash: Hash::from_base64(self.leaf_hash).map_err(|_| anyhow::anyhow!("the leaf hash is not base64 SHA-256"))?,
+        };
+        verify_receipt(&receipt, &entry, &proof, key)?;
+        Ok(entry)
+    }
+}
+
 /// One access line: returns its log index.
 fn verify_report_line(line: &str, header: &service::ReportHeader, note: &Note, key: &str) -> anyhow::Result<u64> {
-    use base64::Engine as _;
-    let base64 = base64::engine::general_purpose::STANDARD;
     let line: service::ReportLine = serde_json::from_str(line).context("not a report line")?;
-    let entry = base64.decode(&line.entry).context("the entry is not base64")?;
-    let hashes = line
-        .proof
-        .iter()
-        .map(|hash| Hash::from_base64(hash).map_err(|_| anyhow::anyhow!("a proof hash is not a base64 SHA-256 hash")))
-        .collect::<anyhow::Result<Vec<Hash>>>()?;
-    let index = LeafIndex(line.receipt.index);
-    let proof = TlogProof::new(None, index, hashes, note.clone()).context("the proof is too long")?;
-    let receipt = Receipt {
-        origin: line.receipt.origin.clone(),
-        index,
-        leaf_hash: Hash::from_base64(&line.receipt.leaf_hash).map_err(|_| anyhow::anyhow!("the leaf hash is not base64 SHA-256"))?,
+    let evidence = LineEvidence {
+        origin: &line.receipt.origin,
+        index: line.receipt.index,
+        leaf_hash: &line.receipt.leaf_hash,
+        entry: &line.entry,
+        proof: &line.proof,
     };
-    verify_receipt(&receipt, &entry, &proof, key)?;
+    let entry = evidence.verify(note, key)?;
+    let index = LeafIndex(line.receipt.index);
     let (_salt, canonical) = sequencer::parse_salted_entry(&entry)?;
     let detect::Entry::Access(access) = detect::decode(&header.region, index.0, canonical)? else {
         anyhow::bail!("entry {} is not an access decision", index.0);
@@ -552,6 +607,122 @@ fn verify_report_line(line: &str, header: &service::ReportHeader, note: &Note, k
         index.0
     );
     Ok(index.0)
+}
+
+/// Largest records report `receipt verify --records` reads, and `custos report` downloads
+/// (10,000 records with proofs fit many times over).
+pub const RECORDS_REPORT_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// What a verified records report holds.
+#[derive(Debug)]
+pub struct VerifiedRecords {
+    /// As the report states it: `actor ID`, `case ID`, `subject ID` or `period FROM to UNTIL`.
+    pub scope: String,
+    pub records: u64,
+    /// Each region's checkpoint the records were proved against, by region.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// Checks a records report offline: each region's checkpoint in the first line is signed by
+/// one of `keys`, and every following record is an entry of that region's log, included in
+/// its checkpoint, shown as the log holds it, in the report's scope (naming its actor, case
+/// or subject, or inside its period), oldest first and listed once. The first line found
+/// wrong fails the check, named by its line number. What this cannot show is that nothing
+/// was left out: `custos log verify --entries` checks the whole log.
+pub fn verify_records_command(path: &Path, keys: &[String]) -> anyhow::Result<VerifiedRecords> {
+    let bytes = read_bounded(path, RECORDS_REPORT_BYTES_MAX)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    verify_records(text, keys).with_context(|| format!("{} failed verification", path.display()))
+}
+
+/// A region's signed checkpoint in a records report, with the key that signed it.
+struct RegionCheckpoint<'a> {
+    note: Note,
+    checkpoint: Checkpoint,
+    key: &'a str,
+}
+
+/// [`verify_records_command`] on the report's text.
+pub fn verify_records<'a>(text: &str, keys: &'a [String]) -> anyhow::Result<VerifiedRecords> {
+    let mut lines = text.lines().enumerate().map(|(offset, line)| (offset + 1, line));
+    let Some((_, first)) = lines.next() else { anyhow::bail!("the report is empty") };
+    let header: service::RecordsHeader = serde_json::from_str(first).context("line 1: not a records report header")?;
+    anyhow::ensure!(header.format == service::RECORDS_FORMAT, "line 1: unknown report format {:?}", header.format);
+    let scope: service::RecordScope = header.scope.parse().map_err(|error| anyhow::anyhow!("line 1: {error}"))?;
+    let verifiers = keys
+        .iter()
+        .map(|key| tlog::Verifier::from_vkey(key).map(|verifier| (key.as_str(), verifier)).with_context(|| format!("--key {key:?} is not a log verifier key")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut regions: BTreeMap<&str, RegionCheckpoint<'a>> = BTreeMap::new();
+    for (region, text) in &header.checkpoints {
+        let note = Note::parse(text.as_bytes()).with_context(|| format!("line 1: the checkpoint of region {region} is not a signed note"))?;
+        let checkpoint = Checkpoint::parse(note.text()).with_context(|| format!("line 1: the checkpoint of region {region} is not a checkpoint"))?;
+        let key = verifiers
+            .iter()
+            .find(|(_, verifier)| note.verify(&[verifier]).is_ok())
+            .map(|(key, _)| *key)
+            .with_context(|| format!("line 1: the checkpoint of region {region} ({}) is not signed by any --key", checkpoint.origin()))?;
+        regions.insert(region, RegionCheckpoint { note, checkpoint, key });
+    }
+    let mut previous: Option<(i64, String, u64)> = None;
+    let mut records = 0;
+    for (number, line) in lines {
+        if line.is_empty() {
+            continue;
+        }
+        let order = verify_records_line(line, &regions, &scope).with_context(|| format!("line {number}"))?;
+        anyhow::ensure!(
+            previous.as_ref().is_none_or(|previous| *previous < order),
+            "line {number}: entry {} of region {} is out of order or repeated",
+            order.2,
+            order.1
+        );
+        previous = Some(order);
+        records += 1;
+    }
+    anyhow::ensure!(records == header.records, "the report lists {records} records, its first line says {}", header.records);
+    Ok(VerifiedRecords {
+        scope: header.scope,
+        records,
+        checkpoints: regions.into_values().map(|region| region.checkpoint).collect(),
+    })
+}
+
+/// One record: returns its place in the report's order (time, region, index).
+fn verify_records_line(line: &str, regions: &BTreeMap<&str, RegionCheckpoint<'_>>, scope: &service::RecordScope) -> anyhow::Result<(i64, String, u64)> {
+    let line: service::RecordLine = serde_json::from_str(line).context("not a record line")?;
+    let region = regions
+        .get(line.region.as_str())
+        .with_context(|| format!("region {} has no checkpoint in the first line", line.region))?;
+    anyhow::ensure!(line.origin == region.checkpoint.origin(), "the origin {:?} is not region {}'s ({:?})", line.origin, line.region, region.checkpoint.origin());
+    let evidence = LineEvidence { origin: &line.origin, index: line.index, leaf_hash: &line.leaf_hash, entry: &line.entry, proof: &line.proof };
+    let entry = evidence.verify(&region.note, region.key)?;
+    let (_salt, canonical) = sequencer::parse_salted_entry(&entry)?;
+    let logged: serde_json::Value = serde_json::from_slice(canonical).with_context(|| format!("entry {} is not JSON", line.index))?;
+    anyhow::ensure!(logged == line.record, "the record shown differs from log entry {}", line.index);
+    let decoded = detect::decode(&line.region, line.index, canonical)?;
+    let at_ms = decoded.at_ms().with_context(|| format!("entry {} has no time", line.index))?;
+    anyhow::ensure!(at_ms == line.at.timestamp_millis(), "the time shown is not log entry {}'s", line.index);
+    match scope {
+        service::RecordScope::Timeline(kind, key) => {
+            let mut timelines = Vec::new();
+            service::timeline_rows(&decoded, line.index, &mut timelines);
+            anyhow::ensure!(
+                timelines.iter().any(|row| row.kind == *kind && row.key == *key),
+                "entry {} of region {} does not name {} {key}",
+                line.index,
+                line.region,
+                kind.as_str()
+            );
+        }
+        service::RecordScope::Period { since, until } => anyhow::ensure!(
+            (since.timestamp_millis()..until.timestamp_millis()).contains(&at_ms),
+            "entry {} of region {} is outside the period",
+            line.index,
+            line.region
+        ),
+    }
+    Ok((at_ms, line.region, line.index))
 }
 
 /// The file holding the trusted state of the log `origin` in `directory`: the origin with

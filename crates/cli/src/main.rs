@@ -350,7 +350,7 @@ pub(crate) async fn serve(
     // Keeps each region's per-subject access index level with its log (reports also catch
     // up on their own before answering).
     service::spawn_subject_indexer(Arc::clone(gate.vault()));
-    let state = server::AppState::with_gate(gate, config.service_tokens.clone(), identity).with_alerts(Arc::clone(&desk));
+    let state = server::AppState::with_gate(gate, config.service_tokens.clone(), identity).with_alerts(Arc::clone(&desk)).with_config(config.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("failed to listen on {listen}"))?;
     let address = listener.local_addr()?;
     match ready {

@@ -1,7 +1,8 @@
 //! `custos report`: downloads the evidence report of an actor, a case, a subject or a period
 //! from a running server (`GET /v1/records`, a staff token with `compliance_officer` or
-//! `auditor`) as JSON Lines with a proof per entry, CSV or HTML, and writes it whole or not
-//! at all (a temporary file renamed into place). The server logs the read.
+//! `auditor`) as JSON Lines with a proof per entry, CSV or HTML, or with `--processing` the
+//! record of processing activities (`GET /v1/processing`), and writes it whole or not at all
+//! (a temporary file renamed into place). The server logs a records read.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,8 +11,8 @@ use anyhow::{Context, bail};
 
 use crate::log_commands::HttpFetcher;
 
-/// Largest report accepted, in bytes (10,000 records with proofs fit many times over).
-pub const REPORT_BYTES_MAX: u64 = 512 * 1024 * 1024;
+/// Largest report accepted, in bytes: what `custos receipt verify --records` reads.
+pub const REPORT_BYTES_MAX: u64 = crate::log_commands::RECORDS_REPORT_BYTES_MAX as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -23,7 +24,7 @@ pub enum ReportFormat {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("scope").required(true).args(["actor", "case", "subject", "since"]))]
+#[command(group = clap::ArgGroup::new("scope").required(true).args(["actor", "case", "subject", "since", "processing"]))]
 pub struct ReportArgs {
     /// The server, e.g. `http://127.0.0.1:8080`.
     #[arg(long)]
@@ -46,6 +47,10 @@ pub struct ReportArgs {
     /// A period's end (RFC 3339, exclusive).
     #[arg(long, requires = "since")]
     until: Option<String>,
+    /// The record of processing activities (GDPR Art. 30) generated from the server's
+    /// configuration and policies, instead of records (`GET /v1/processing`).
+    #[arg(long)]
+    processing: bool,
     #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
     format: ReportFormat,
     /// Where to write the report.
@@ -63,7 +68,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     }.to_owned()));
     let mut response = fetcher
         .agent()
-        .get(format!("{}/v1/records", fetcher.base()))
+        .get(format!("{}/v1/{}", fetcher.base(), if args.processing { "processing" } else { "records" }))
         .query_pairs(query.iter().map(|(name, value)| (*name, value.as_str())))
         .header("Authorization", format!("Bearer {}", args.token))
         .call()
@@ -83,6 +88,17 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     file.as_file().sync_all()?;
     file.persist(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     match args.format {
+        ReportFormat::Json if args.processing => {
+            let record: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let gaps = record["gaps"].as_array().map_or(0, Vec::len);
+            println!(
+                "{}: record of processing, {} purposes, {}",
+                args.out.display(),
+                record["purposes"].as_array().map_or(0, Vec::len),
+                if gaps == 0 { "nothing missing".to_owned() } else { format!("{gaps} statements missing (see `gaps`)") }
+            );
+        }
+        ReportFormat::Csv | ReportFormat::Html if args.processing => println!("{}: record of processing, {} bytes", args.out.display(), body.len()),
         ReportFormat::Json => {
             let header: serde_json::Value = body.split(|byte| *byte == b'\n').next().and_then(|line| serde_json::from_slice(line).ok()).unwrap_or_default();
             println!(

@@ -506,10 +506,11 @@ fn check_receipt(
     std::fs::write(&entry_path, entry).unwrap();
     std::fs::write(&proof_path, proof.to_bytes()).unwrap();
     let mut args = ReceiptVerifyArgs {
-        key: vkey(),
+        keys: vec![vkey()],
         entry: Some(entry_path),
         proof: Some(proof_path),
         report: None,
+        records: None,
         index: None,
         leaf_hash: None,
         origin: None,
@@ -573,7 +574,7 @@ fn receipts_verify_offline_and_modified_entries_fail() {
     check_receipt(
         &entry,
         &proof,
-        |args| args.key = Signer::new(ORIGIN, &[9; 32]).unwrap().verifier().to_vkey(),
+        |args| args.keys = vec![Signer::new(ORIGIN, &[9; 32]).unwrap().verifier().to_vkey()],
         Err("checkpoint carries no signature by the log key"),
     );
 }

@@ -136,6 +136,9 @@ fn an_access_over_the_binary_is_logged_receipted_and_witnessed() {
     let lines: Vec<Value> = report_text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert_eq!((lines[0]["format"].as_str(), lines.len()), (Some("custos-records/1"), 2), "{report_text}");
     assert_eq!(lines[1]["leaf_hash"], receipt["leaf_hash"], "the record is the entry the receipt named");
+    // The lawyer checks it offline with one command and the region's key.
+    let checked = custos(&["receipt", "verify", "--records", report.to_str().unwrap(), "--key", &key]);
+    assert!(checked.status.success() && stdout(&checked).contains("records verified: 1 records of actor s-agent"), "{}", text(&checked));
     let csv = dir.path().join("records.csv");
     let downloaded = custos(&["report", "--url", &server, "--token", &officer, "--actor", "s-agent", "--format", "csv", "--out", csv.to_str().unwrap()]);
     assert!(downloaded.status.success(), "{}", text(&downloaded));
@@ -144,6 +147,24 @@ fn an_access_over_the_binary_is_logged_receipted_and_witnessed() {
     let refused = custos(&["report", "--url", &server, "--token", &token, "--case", "T-1", "--out", refused_file.to_str().unwrap()]);
     assert!(!refused.status.success() && text(&refused).contains("compliance_officer"), "{}", text(&refused));
     assert!(!refused_file.exists(), "nothing is written for a refused report");
+
+    // The record of processing, generated from this deployment's configuration and policies:
+    // every purpose the policies grant, and the statements `custos init` could not make
+    // listed as gaps.
+    let record_file = dir.path().join("processing.json");
+    let downloaded = custos(&["report", "--url", &server, "--token", &officer, "--processing", "--out", record_file.to_str().unwrap()]);
+    assert!(downloaded.status.success(), "{}", text(&downloaded));
+    assert!(stdout(&downloaded).contains("record of processing, 11 purposes,"), "{}", text(&downloaded));
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(&record_file).unwrap()).unwrap();
+    assert_eq!(record["format"], "custos-processing/1");
+    assert!(record["gaps"].as_array().unwrap().iter().any(|gap| gap.as_str().unwrap().starts_with("no controller")), "{record}");
+    let html_file = dir.path().join("processing.html");
+    let downloaded = custos(&["report", "--url", &server, "--token", &officer, "--processing", "--format", "html", "--out", html_file.to_str().unwrap()]);
+    assert!(downloaded.status.success(), "{}", text(&downloaded));
+    assert!(std::fs::read_to_string(&html_file).unwrap().contains("<h3>internal_investigation</h3>"));
+    let refused = custos(&["report", "--url", &server, "--token", &token, "--processing", "--out", refused_file.to_str().unwrap()]);
+    assert!(!refused.status.success() && text(&refused).contains("compliance_officer"), "{}", text(&refused));
+    assert!(!refused_file.exists(), "nothing is written for a refused record");
 
     // A witness audits the log, cosigns and hands the cosignature back; the quorum is met and
     // an auditor sees the cosigner.
@@ -173,7 +194,10 @@ fn an_access_over_the_binary_is_logged_receipted_and_witnessed() {
     let (status, body) = http(&address, "POST", "/v1/log/us/cosignatures", None, Some(&log_only));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("no cosignature from a configured witness"), "{body}");
-    let forged = checkpoint.replacen("\n1\n", "\n2\n", 1);
+    // The size line changed: the signatures no longer cover the text.
+    let size: u64 = checkpoint.lines().nth(1).unwrap().parse().unwrap();
+    let forged = checkpoint.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1);
+    assert_ne!(forged, checkpoint);
     let (status, body) = http(&address, "POST", "/v1/log/us/cosignatures", None, Some(&forged));
     assert_eq!(status, 400, "{body}");
     drop(child);

@@ -5,7 +5,7 @@
 //! engine keeps one small `PolicySet` per (action, purpose): the common policies that apply
 //! to the action plus the policies annotated `@purpose("<that purpose>")`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -287,12 +287,73 @@ impl PolicyEngine {
         self.deny(query, &forbids_by_try)
     }
 
-    /// Every policy id, in load order.
     /// The (file name, text) pairs this set was built from: what an operator edits.
     pub fn sources(&self) -> &[(String, String)] {
         &self.sources
     }
 
+    /// The purposes some policy is restricted to (`@purpose`), sorted.
+    pub fn purposes(&self) -> Vec<String> {
+        let mut purposes: Vec<String> = self.by_purpose.keys().cloned().collect();
+        purposes.sort();
+        purposes
+    }
+
+    /// The string literals the policies test `<var>.<attr>` against with `contains`,
+    /// `containsAny` or `containsAll`, sorted: `("principal", "roles")` gives every role the
+    /// set names, `("resource", "labels")` every label. Roles and labels are open strings in
+    /// the schema, so this is how a reader of the set (the record of processing) learns them.
+    pub fn set_literals(&self, var: &str, attr: &str) -> BTreeSet<String> {
+        fn literals(value: &serde_json::Value, into: &mut BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(object) => {
+                    if let Some(serde_json::Value::String(literal)) = object.get("Value") {
+                        into.insert(literal.clone());
+                    }
+                    object.values().for_each(|inner| literals(inner, into));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|inner| literals(inner, into)),
+                _ => {}
+            }
+        }
+        fn walk(value: &serde_json::Value, var: &str, attr: &str, into: &mut BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(object) => {
+                    for (operator, operands) in object {
+                        let tested = operands
+                            .get("left")
+                            .and_then(|left| left.get("."))
+                            .is_some_and(|access| access.get("left").and_then(|left| left.get("Var")).and_then(serde_json::Value::as_str) == Some(var) && access.get("attr").and_then(serde_json::Value::as_str) == Some(attr));
+                        if tested && ["contains", "containsAny", "containsAll"].contains(&operator.as_str()) {
+                            if let Some(right) = operands.get("right") {
+                                literals(right, into);
+                            }
+                        }
+                        walk(operands, var, attr, into);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|inner| walk(inner, var, attr, into)),
+                _ => {}
+            }
+        }
+        let mut found = BTreeSet::new();
+        for sets in self.by_purpose.values().chain(std::iter::once(&self.common)) {
+            for policy in sets.iter().flat_map(PolicySet::policies) {
+                // A policy that cannot be written as JSON names nothing this can read.
+                if let Ok(json) = policy.to_json() {
+                    walk(&json, var, attr, &mut found);
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether `id` names a permit policy of this set.
+    pub fn is_permit(&self, id: &str) -> bool {
+        self.facts(id).is_some_and(|facts| facts.effect == Effect::Permit)
+    }
+
+    /// Every policy id, in load order.
     pub fn policy_ids(&self) -> Vec<String> {
         self.policies.iter().map(|facts| facts.id.clone()).collect()
     }

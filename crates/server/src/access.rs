@@ -98,9 +98,16 @@ fn challenge(error: ApiError) -> Response {
 }
 
 pub(crate) fn gate(state: &AppState) -> Result<&Gate, ApiError> {
-    state.gate.as_deref().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdentityNotConfigured, "access control is not configured on this node")
-    })
+    state.gate.as_deref().ok_or_else(no_gate)
+}
+
+/// [`gate`], shared, for work handed to another task.
+pub(crate) fn shared_gate(state: &AppState) -> Result<std::sync::Arc<Gate>, ApiError> {
+    state.gate.clone().ok_or_else(no_gate)
+}
+
+fn no_gate() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdentityNotConfigured, "access control is not configured on this node")
 }
 
 /// Ask for fields of subjects for a purpose on a case. The decision for each subject is

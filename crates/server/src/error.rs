@@ -42,6 +42,8 @@ pub enum ErrorCode {
     InvalidTransition,
     /// The node runs no detector, so it has no alerts to show.
     DetectorUnavailable,
+    /// The node was built without its configuration, so it has no record of processing.
+    ProcessingUnavailable,
     Internal,
 }
 

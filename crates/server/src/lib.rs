@@ -9,6 +9,7 @@ mod error;
 mod ingest;
 mod log;
 mod metrics_layer;
+mod processing;
 mod records;
 mod subject_page;
 mod subjects;
@@ -57,6 +58,10 @@ pub struct AppState {
     pub alerts: Option<Arc<service::AlertDesk>>,
     /// The last public transparency report built (`/transparency`).
     pub transparency: Arc<transparency::TransparencyCache>,
+    /// The configuration the record of processing is generated from (`/v1/processing`);
+    /// absent when the node was built without one (embedded use, some tests), and then the
+    /// route answers 503 `processing_unavailable`.
+    pub processing: Option<Arc<processing::ProcessingSource>>,
 }
 
 impl AppState {
@@ -70,7 +75,14 @@ impl AppState {
             identity,
             alerts: None,
             transparency: Arc::default(),
+            processing: None,
         }
+    }
+
+    /// This state with the record of processing generated from `config`.
+    pub fn with_config(mut self, config: service::Config) -> AppState {
+        self.processing = Some(Arc::new(processing::ProcessingSource::new(config)));
+        self
     }
 
     /// This state with the alert routes served by `desk`.
@@ -142,6 +154,7 @@ fn api_router(state: AppState) -> OpenApiRouter<AppState> {
     let staff = access::routes()
         .merge(alerts::routes())
         .merge(records::routes())
+        .merge(processing::routes())
         .merge(subjects::exchange_routes())
         .layer(middleware::from_fn_with_state(state, access::require_identity));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

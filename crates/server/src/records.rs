@@ -148,7 +148,7 @@ fn to_html(report: &RecordsReport) -> String {
         .lines
         .iter()
         .filter_map(|line| {
-            Some(TimelineItem { region: model::RegionId::new(&line.region).ok()?, index: line.index, at_ms: line.at.timestamp_millis(), entry: line.decoded.clone() })
+            Some(TimelineItem { region: model::RegionId::new(&line.region).ok()?, index: line.index, at_ms: line.at.timestamp_millis(), entry: line.decoded.clone()? })
         })
         .collect();
     let body = html! {

@@ -21,6 +21,7 @@ fn app(t: &TestVault) -> Router {
         identity: None,
         alerts: None,
         transparency: Default::default(),
+        processing: None,
     })
 }
 

@@ -92,6 +92,10 @@ pub struct Config {
     /// Where new alerts are posted (`[alert_webhook]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_webhook: Option<crate::alert_desk::WebhookConfig>,
+    /// What the record of processing needs from the controller (`[processing]`): controller,
+    /// contacts, each purpose's description and legal basis, recipients, retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing: Option<crate::processing::ProcessingConfig>,
 }
 
 impl Config {
@@ -339,6 +343,7 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
         identity,
         detection: None,
         alert_webhook: None,
+        processing: None,
     };
     let text = toml::to_string_pretty(&config)
         .map_err(|error| DeploymentError::Config { path: config_path.clone(), message: error.to_string() })?;
@@ -413,6 +418,9 @@ pub fn read_config(dir: &Path) -> Result<Config, DeploymentError> {
             path,
             message: format!("`witness_quorum` {} exceeds the {} configured witnesses", config.witness_quorum.unwrap_or(0), config.witnesses.len()),
         });
+    }
+    if let Some(Err(message)) = config.processing.as_ref().map(crate::processing::ProcessingConfig::check) {
+        return Err(DeploymentError::Config { path, message });
     }
     let host = config.log_origin_host();
     if host.is_empty() || host.contains(['/', ' ', '\n', '+']) || !host.is_ascii() {

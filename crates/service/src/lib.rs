@@ -18,6 +18,7 @@ mod ingest;
 mod log;
 mod log_keys;
 mod ocsf;
+mod processing;
 mod subject_access;
 mod subject_index;
 mod subject_report;
@@ -36,7 +37,7 @@ pub use access::{
     AccessAnswer, AccessInput, AccessSettings, ApprovalInput, ApprovalView, Caller, CallerKind, FieldAnswer, Gate,
     JUSTIFICATION_BYTES_MAX, PendingView, Receipt, SUBJECT_TOKEN_ROLES_DEFAULT, SubjectAnswer,
 };
-pub use subject_index::{SUBJECT_INDEX_INTERVAL, SUBJECT_INDEX_STEP_ENTRIES_MAX, spawn_subject_indexer};
+pub use subject_index::{SUBJECT_INDEX_INTERVAL, SUBJECT_INDEX_STEP_ENTRIES_MAX, spawn_subject_indexer, timeline_rows};
 pub use subject_report::{
     ActorIds, ReportAccess, ReportActor, ReportField, ReportHeader, ReportLine, ReportReceipt, SUBJECT_REPORT_ACCESSES_MAX, SUBJECT_REPORT_FORMAT,
     SubjectReport, summarize as summarize_access,
@@ -62,6 +63,10 @@ pub use webhook::{
 };
 pub use detect::Entry as LogEntry;
 pub use what_if::{DecisionChange, WHAT_IF_CHANGES_MAX, WHAT_IF_DAYS_MAX, WHAT_IF_ENTRIES_MAX, WhatIf};
+pub use processing::{
+    FieldReach, PROCESSING_FORMAT, ProcessingConfig, ProcessingRecord, PurposeRecord, PurposeStatement, RecipientStatement,
+    PROCESSING_STATEMENT_BYTES_MAX, processing_record,
+};
 pub use records::{RECORDS_FORMAT, RECORDS_MAX, RecordLine, RecordScope, RecordsHeader, RecordsReport};
 pub use transparency::{LEGAL_PURPOSES, MonthTally, RegionTransparency, TALLY_KEYS_MAX, TransparencyReport, month_of};
 pub use console::{ACTIVITY_BUCKET_MS, TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX, Timeline, TimelineCursor, TimelineItem};

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use model::RegionId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use store::{SUBJECT_ENTRIES_MAX, TimelineKind};
 
 use crate::{Caller, Gate, ServiceError};
@@ -44,8 +44,30 @@ impl std::fmt::Display for RecordScope {
     }
 }
 
+impl std::str::FromStr for RecordScope {
+    type Err = String;
+
+    /// The scope as [`RecordScope`]'s `Display` writes it (a report header's `scope`).
+    fn from_str(text: &str) -> Result<RecordScope, String> {
+        if let Some(period) = text.strip_prefix("period ") {
+            let (since, until) = period.split_once(" to ").ok_or_else(|| format!("{text:?}: a period is `period FROM to UNTIL`"))?;
+            let parse = |moment: &str| DateTime::parse_from_rfc3339(moment).map(|moment| moment.with_timezone(&Utc)).map_err(|error| format!("{moment:?} is not an RFC 3339 time: {error}"));
+            return Ok(RecordScope::Period { since: parse(since)?, until: parse(until)? });
+        }
+        let (kind, key) = text.split_once(' ').ok_or_else(|| format!("{text:?} is not a scope (`actor ID`, `case ID`, `subject ID` or `period FROM to UNTIL`)"))?;
+        let kind = [TimelineKind::Actor, TimelineKind::Case, TimelineKind::Subject]
+            .into_iter()
+            .find(|known| known.as_str() == kind)
+            .ok_or_else(|| format!("{kind:?} is not a scope kind (actor, case, subject or period)"))?;
+        if key.is_empty() {
+            return Err(format!("{text:?} names no {kind}", kind = kind.as_str()));
+        }
+        Ok(RecordScope::Timeline(kind, key.to_owned()))
+    }
+}
+
 /// The report's first line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordsHeader {
     /// Always [`RECORDS_FORMAT`].
     pub format: String,
@@ -61,7 +83,7 @@ pub struct RecordsHeader {
 }
 
 /// One record with its evidence.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordLine {
     pub region: String,
     pub origin: String,
@@ -69,9 +91,9 @@ pub struct RecordLine {
     pub at: DateTime<Utc>,
     /// The decision as the log holds it (the canonical JSON, docs/log-entry.md), for reading.
     pub record: serde_json::Value,
-    /// The same, decoded, for rendering (not serialized).
+    /// The same, decoded, for rendering (not serialized; `None` when read back from JSON).
     #[serde(skip)]
-    pub decoded: crate::LogEntry,
+    pub decoded: Option<crate::LogEntry>,
     /// The entry as the log holds it (version byte, salt, canonical bytes), base64: what the
     /// leaf hash covers.
     pub entry: String,
@@ -196,7 +218,7 @@ impl Gate {
                 index,
                 at: crate::time_from_ms(at_ms),
                 record,
-                decoded,
+                decoded: Some(decoded),
                 leaf_hash: STANDARD.encode(tlog::leaf_hash(&entry).as_bytes()),
                 entry: STANDARD.encode(&entry),
                 proof: proof.iter().map(|hash| STANDARD.encode(hash.as_bytes())).collect(),

@@ -88,7 +88,7 @@ pub const TALLY_BREAK_GLASS: &str = "break_glass";
 /// The timelines and tallies the entry at `index` belongs to: whoever acted in it (the caller, the
 /// approver, the reviewer, the viewer), and for an access decision its case and subject.
 /// Ids longer than a timeline key can hold are left off (they cannot be asked for either).
-fn timeline_rows(entry: &detect::Entry, index: u64, rows: &mut Vec<TimelineRow>) {
+pub fn timeline_rows(entry: &detect::Entry, index: u64, rows: &mut Vec<TimelineRow>) {
     let Some(at_ms) = entry.at_ms() else { return };
     let mut push = |kind: TimelineKind, key: &str| {
         if !key.is_empty() && key.len() <= TIMELINE_KEY_BYTES_MAX {
