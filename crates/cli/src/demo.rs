@@ -65,6 +65,80 @@ fn mint_demo_officer(data: &Path) -> anyhow::Result<String> {
 /// Seed of the synthetic population: the demo is the same on every machine.
 const DEMO_SEED: u64 = 2022;
 
+/// Where the demo's regions' people are, and what a controller states for the record of
+/// processing (`custos report --processing`, the console's "Record of processing"), for the
+/// demo's fictional platform. Everything else in the record is read off the deployment and
+/// its policies.
+const DEMO_CONFIG_TAIL: &str = r#"
+[access.region_countries]
+us = ["US"]
+eu = ["AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"]
+sg = ["SG"]
+
+[processing]
+controller = "Example Video Platform Inc. (fictional), 1 Example Street, Los Angeles"
+contact = "privacy@platform.example"
+dpo = "dpo@platform.example"
+representative = "Example Video Platform Ireland Ltd (fictional), Dublin"
+data_subjects = ["users of the platform", "people who write to support", "the platform's own staff, as users"]
+
+[processing.purposes.support]
+description = "Answering a user's support ticket"
+legal_basis = "Art. 6(1)(b): performance of the contract"
+[processing.purposes.account_recovery]
+description = "Giving a user back an account they lost"
+legal_basis = "Art. 6(1)(b): performance of the contract"
+[processing.purposes.trust_safety]
+description = "Enforcing the community guidelines"
+legal_basis = "Art. 6(1)(f): legitimate interest in a safe service"
+[processing.purposes.fraud]
+description = "Detecting and stopping fraud and account takeover"
+legal_basis = "Art. 6(1)(f): legitimate interest in preventing fraud"
+[processing.purposes.security_incident]
+description = "Investigating a security incident"
+legal_basis = "Art. 6(1)(f) and Art. 32: security of processing"
+[processing.purposes.emergency_request]
+description = "Answering an emergency request where a life is at risk"
+legal_basis = "Art. 6(1)(d): vital interests"
+[processing.purposes.legal_request]
+description = "Answering a validated subpoena, warrant or court order"
+legal_basis = "Art. 6(1)(c): legal obligation"
+[processing.purposes.data_subject_request]
+description = "Answering a person's request about their own data (Art. 15-22)"
+legal_basis = "Art. 6(1)(c): legal obligation"
+[processing.purposes.internal_investigation]
+description = "Investigating an employee's misconduct"
+legal_basis = "Art. 6(1)(f): legitimate interest, under the employment contract"
+[processing.purposes.analytics]
+description = "Aggregate product statistics"
+legal_basis = "Art. 6(1)(f): legitimate interest in improving the service"
+[processing.purposes.app_function]
+description = "The platform sending its own emails and messages"
+legal_basis = "Art. 6(1)(b): performance of the contract"
+
+[processing.retention]
+ip_address = "180 days after collection"
+location = "30 days after collection"
+email = "while the account exists, then 30 days"
+phone = "while the account exists, then 30 days"
+device_id = "180 days after last use"
+name = "while the account exists, then 30 days"
+date_of_birth = "while the account exists, then 30 days"
+text = "while the account exists, then 30 days"
+
+[[processing.recipients]]
+name = "Mail relay (fictional processor)"
+kind = "processor"
+country = "US"
+purposes = ["app_function"]
+
+[[processing.recipients]]
+name = "Law enforcement authorities"
+kind = "public authority"
+country = "US"
+purposes = ["legal_request", "emergency_request"]
+"#;
+
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Data directory; created with embedded defaults when empty.
@@ -121,6 +195,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     step(6, "the 2022 leak hunt, replayed through the access API beside ordinary support work");
     show_leak_hunt(&gate).await?;
+
+    step(7, "the record of processing (GDPR Art. 30), read off this deployment's policies");
+    show_processing(&config, &gate);
 
     println!();
     if args.no_serve {
@@ -193,6 +270,28 @@ fn step(number: u32, title: &str) {
     println!("\n── {number}. {title}");
 }
 
+/// What the record of processing says of the two purposes of the story: the support work
+/// and the internal investigation the leak hunt claimed to be.
+fn show_processing(config: &service::Config, gate: &service::Gate) {
+    // A fraction of a second of policy decisions; nothing else runs meanwhile.
+    let record = service::processing_record(config, gate.engine(), chrono::Utc::now());
+    let missing = match record.gaps.len() {
+        0 => "nothing the controller must state is missing".to_owned(),
+        gaps => format!("{gaps} statements missing: {}", record.gaps.join("; ")),
+    };
+    println!("  {} purposes, {} policies; {missing}", record.purposes.len(), record.policy_set.policies);
+    for purpose in record.purposes.iter().filter(|purpose| ["support", "internal_investigation"].contains(&purpose.purpose.as_str())) {
+        let reached: Vec<String> = purpose
+            .subjects
+            .iter()
+            .map(|subject| if subject.approvals.is_empty() { subject.category.clone() } else { format!("{} (with {} approval)", subject.category, subject.approvals.join(" + ")) })
+            .collect();
+        let fields: Vec<String> = purpose.fields.iter().filter(|field| ["ip_address", "email"].contains(&field.field.as_str())).map(|field| format!("{} at {}", field.field, field.view.as_deref().unwrap_or("nothing"))).collect();
+        println!("  {}: roles {}; subjects reached: {}; {}", purpose.purpose, purpose.roles.join(", "), reached.join(", "), fields.join(", "));
+    }
+    println!("  the whole record: custos report --processing, or \"Record of processing\" in the console");
+}
+
 /// Initializes the data directory on first use; returns the demo's service token.
 fn prepare(args: &DemoArgs) -> anyhow::Result<String> {
     let token_path = args.data.join(DEMO_TOKEN_FILE);
@@ -217,6 +316,9 @@ fn prepare(args: &DemoArgs) -> anyhow::Result<String> {
         dev_issuer: true,
     };
     let token = service::init_data_dir(&args.data, options)?;
+    let config_path = args.data.join(service::CONFIG_FILE_NAME);
+    fs::OpenOptions::new().append(true).open(&config_path)?.write_all(DEMO_CONFIG_TAIL.as_bytes())?;
+    service::read_config(&args.data).context("the demo's region countries and record of processing statements")?;
     let mut file = fs::OpenOptions::new();
     file.write(true).create_new(true);
     #[cfg(unix)]

@@ -183,7 +183,14 @@ fn demo_runs_to_the_end_without_serving() {
         .unwrap();
     let report = text(&output);
     assert!(output.status.success(), "{report}");
-    for expected in ["none of them appears", "region us is not served by this node", "does not exist (destroyed or never created)", "newsroom.example"] {
+    for expected in [
+        "none of them appears",
+        "region us is not served by this node",
+        "does not exist (destroyed or never created)",
+        "newsroom.example",
+        "11 purposes, 29 policies; nothing the controller must state is missing",
+        "internal_investigation: roles internal_audit; subjects reached: staff; ip_address at prefix",
+    ] {
         assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
     }
     // Running it again starts over from a fresh directory.

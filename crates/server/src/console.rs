@@ -63,6 +63,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/console/log", get(log_health))
         .route("/console/policies", get(policies))
         .route("/console/policies/what-if", post(what_if))
+        .route("/console/processing", get(processing_record))
         .route("/console/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(state, require_officer));
     Router::new().route("/console/login", get(login_page).post(login)).merge(signed_in)
@@ -686,12 +687,15 @@ fn policies_page(ids: &[String], proposed: &str, days: u32, outcome: Option<Resu
             Some(Ok(what_if)) => {
                 p #what-if-summary {
                     (what_if.entries) " access decisions of the last " (what_if.days) " days decided again ("
-                    (what_if.fields) " fields): " strong { (what_if.changed) " would change" } "."
+                    (what_if.fields) " fields) under the set in force and under the proposed one: " strong { (what_if.changed) " would change" } "."
                     @if what_if.truncated { " Only the first " (service::WHAT_IF_ENTRIES_MAX) " decisions were read." }
+                    @if what_if.unreproduced > 0 {
+                        " " (what_if.unreproduced) " fields are no longer decided as logged even by the set in force (a case or the set changed since); they are compared on today's facts."
+                    }
                 }
                 @if !what_if.changes.is_empty() {
                     table #what-if-changes {
-                        thead { tr { th { "When (UTC)" } th { "Log entry" } th { "Actor" } th { "Purpose, case" } th { "Subject" } th { "Field asked" } th { "Decided" } th { "Would be" } } }
+                        thead { tr { th { "When (UTC)" } th { "Log entry" } th { "Actor" } th { "Purpose, case" } th { "Subject" } th { "Field asked" } th { "Logged" } th { "Set in force" } th { "Would be" } } }
                         tbody {
                             @for change in &what_if.changes {
                                 tr {
@@ -701,6 +705,7 @@ fn policies_page(ids: &[String], proposed: &str, days: u32, outcome: Option<Resu
                                     td { (change.purpose) @if let Some(case) = &change.case { br; a href={ "/console/cases/" (case) } { (case) } } }
                                     td { a href={ "/console/subjects/" (change.subject) } { (change.subject) } }
                                     td { (change.field) ": " (change.requested) }
+                                    td { (change.logged) }
                                     td { (change.before) }
                                     td { strong { (change.after) } }
                                 }
@@ -731,6 +736,13 @@ async fn what_if(State(state): State<AppState>, axum::Extension(caller): axum::E
     Ok(page(&caller, "Policies — what if", body))
 }
 
+/// The record of processing (GDPR Art. 30), as `GET /v1/processing?format=html` gives it.
+/// It shows no access records, so it is not a `record_view`.
+async fn processing_record(State(state): State<AppState>, axum::Extension(caller): axum::Extension<Caller>) -> PageResult {
+    let record = crate::processing::record(&state).await?;
+    Ok(page(&caller, "Record of processing", crate::processing::record_markup(&record)))
+}
+
 fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -750,6 +762,7 @@ fn page(caller: &Caller, title: &str, body: Markup) -> Response {
             a href="/console/alerts" { "Alerts" } " · "
             a href="/console/log" { "Log health" } " · "
             a href="/console/policies" { "Policies" } " · "
+            a href="/console/processing" { "Record of processing" } " · "
             form.inline method="post" action="/console/logout" { button type="submit" { "Sign out" } }
             span.who { "signed in as " strong #officer { (caller.id) } }
         }

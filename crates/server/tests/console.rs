@@ -40,7 +40,13 @@ async fn fixture() -> Fixture {
     let gate = t.gate(AccessSettings::default());
     let (issuer, state) = common::issuer_and_state(&t, &gate, SERVICE_TOKEN).await;
     let desk = Arc::new(AlertDesk::open(Arc::clone(&gate), Default::default(), false).await.unwrap());
-    let f = Fixture { app: server::app(state.with_alerts(Arc::clone(&desk))), issuer, desk, t };
+    let config: service::Config = serde_json::from_value(json!({
+        "regions": ["us"], "storage": {"backend": "sqlite"}, "keys": {"provider": "keyring"},
+        "access": {"region_countries": {"us": ["US"]}},
+        "processing": {"controller": "Example Platform Ltd", "contact": "privacy@platform.example", "purposes": {"support": {"legal_basis": "Art. 6(1)(b) GDPR"}}}
+    }))
+    .unwrap();
+    let f = Fixture { app: server::app(state.with_alerts(Arc::clone(&desk)).with_config(config)), issuer, desk, t };
     let subjects = json!({"subjects": [
         {"id": "u-journalist", "region": "us", "labels": ["journalist"], "values": {"email": ["ada.reporter@newsroom.example"]}},
         {"id": "u-plain", "region": "us", "values": {"email": ["bob@example.com"]}}
@@ -441,8 +447,61 @@ async fn what_if_lists_the_decisions_a_proposed_set_would_change() {
     let last = views.last().unwrap();
     assert_eq!((last.view.as_str(), last.shown.len()), ("what_if", 1), "the decisions shown are logged: {views:?}");
     assert_eq!(indexes(&last.shown), f.accesses_of("s-agent").await);
+    assert!(changed.body.contains("<td>allow (masked)</td><td>allow (masked)</td><td><strong>deny</strong></td>"), "logged, in force, proposed: {}", changed.body);
+    // The case closed since: the set in force no longer allows that read either. An unchanged
+    // set still changes nothing (the closing is not the proposal's doing), and the drift is
+    // counted apart.
+    let close = Request::patch("/v1/cases/T-1")
+        .header("authorization", format!("Bearer {SERVICE_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"status": "closed"}).to_string()))
+        .unwrap();
+    assert_eq!(f.send(close).await.status, StatusCode::OK);
+    let drifted = run(&in_force, "7").await;
+    assert!(drifted.body.contains("0 would change") && drifted.body.contains("1 fields are no longer decided as logged"), "{}", drifted.body);
     // A set that does not load is refused, naming the problem; a bad window is an error.
     let broken = run("permit (principal, action, resource) when { nonsense };", "7").await;
     assert!(broken.body.contains("id=\"what-if-error\""), "{}", broken.body);
     assert_eq!(run(&in_force, "0").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_record_of_processing_is_generated_for_officers_and_auditors() {
+    let f = fixture().await;
+    let get = async |query: &str, token: &str| {
+        let request = Request::get(format!("/v1/processing{query}")).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+        f.send(request).await
+    };
+    let officer = f.token(OFFICER, &["compliance_officer"]);
+    let views_before = f.record_views().await.len();
+
+    let page = get("", &officer).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let record: Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!((record["format"].clone(), record["controller"]["name"].clone()), (json!("custos-processing/1"), json!("Example Platform Ltd")));
+    assert_eq!(record["purposes"].as_array().unwrap().len(), 11);
+    let gaps: Vec<&str> = record["gaps"].as_array().unwrap().iter().map(|gap| gap.as_str().unwrap()).collect();
+    assert!(gaps.iter().any(|gap| gap.starts_with("no legal basis for purpose fraud")), "{gaps:?}");
+    assert!(!gaps.iter().any(|gap| gap.starts_with("no legal basis for purpose support") || gap.starts_with("no controller")), "{gaps:?}");
+
+    // An auditor may read it too; CSV has a row per purpose and field, HTML reads as a page.
+    let auditor = f.token("s-auditor", &["auditor"]);
+    let csv = get("?format=csv", &auditor).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.body.lines().count(), 1 + 11 * 8, "{}", csv.body);
+    assert!(csv.body.contains("support,,Art. 6(1)(b) GDPR,staff,contractor_agent; support_agent; support_tier2,"), "{}", csv.body);
+    let html = get("?format=html", &officer).await;
+    assert!(html.body.contains("<h1>Record of processing activities</h1>") && html.body.contains("<h3>internal_investigation</h3>"), "{}", html.body);
+
+    // The console shows the same record to a signed-in officer.
+    let cookie = f.sign_in(&officer).await;
+    let page = f.get("/console/processing", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Record of processing activities") && page.body.contains("href=\"/console/processing\""), "{}", page.body);
+
+    // Refusals: no role, a bad format. Reading configuration is not reading access records:
+    // nothing was logged as a record view.
+    assert_eq!(get("", &f.token("s-agent", &["support_agent"])).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(get("?format=pdf", &officer).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.record_views().await.len(), views_before);
 }

@@ -348,11 +348,35 @@ pub fn init_data_dir(dir: &Path, options: InitOptions) -> Result<String, Deploym
     let text = toml::to_string_pretty(&config)
         .map_err(|error| DeploymentError::Config { path: config_path.clone(), message: error.to_string() })?;
     let mut file = fs::File::create_new(&config_path).map_err(|error| io(&config_path, error))?;
-    file.write_all(format!("# custos deployment configuration (see docs/configuration.md)\n{text}").as_bytes())
+    file.write_all(format!("# custos deployment configuration (see docs/configuration.md)\n{text}{PROCESSING_TEMPLATE}").as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|error| io(&config_path, error))?;
     Ok(token)
 }
+
+/// Appended to a new configuration: what the record of processing needs from the controller
+/// (docs/processing.md), commented out until the controller states it.
+const PROCESSING_TEMPLATE: &str = r#"
+# The record of processing (`custos report --processing`, GDPR Art. 30) reads purposes,
+# roles, views, regions and security measures off this deployment and its policies. What
+# only the controller can state goes here; the record lists whatever is missing as a gap.
+# [processing]
+# controller = "Example Platform Ltd, 1 Example Street, Dublin"
+# contact = "privacy@platform.example"
+# dpo = "dpo@platform.example"
+# data_subjects = ["users of the platform"]
+# [processing.purposes.support]
+# description = "Answering a user's support ticket"
+# legal_basis = "Art. 6(1)(b): performance of the contract"
+# [processing.retention]
+# ip_address = "180 days after collection"
+# [[processing.recipients]]
+# name = "Mail relay"
+# kind = "processor"
+# country = "DE"
+# purposes = ["app_function"]
+# safeguards = "only needed outside the regions' countries, e.g. standard contractual clauses"
+"#;
 
 fn new_service_token() -> Result<String, DeploymentError> {
     let mut bytes = [0u8; 32];

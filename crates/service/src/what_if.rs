@@ -4,9 +4,12 @@
 //! Each access entry in the window is turned back into the question the engine was asked:
 //! the actor, purpose, subject (labels) and cross-border flag as the entry recorded them, the
 //! case as the directory holds it now (assignment and scope are checked for that actor and
-//! subject), approvals taken as granted when the entry relied on any. Compared with the
-//! outcome the entry logged; a changed outcome or view is listed. Reading those decisions is
-//! viewing them, so the page logs a `record_view` (view `what_if`) first.
+//! subject), approvals taken as granted when the entry relied on any. That question is put to
+//! the set in force and to the proposed set; a field is listed when the two answer it
+//! differently, so what the list shows is the proposal's doing, not a case that changed since.
+//! Fields the set in force no longer answers as logged (the case changed, or the set did) are
+//! counted apart (`unreproduced`). Reading those decisions is viewing them, so the page logs a
+//! `record_view` (view `what_if`) first.
 
 use std::collections::HashMap;
 
@@ -36,7 +39,9 @@ pub struct DecisionChange {
     pub subject: String,
     pub field: String,
     pub requested: String,
-    /// What was decided: `allow (masked)`, `deny`, `pending (prefix)`.
+    /// What the log holds: `allow (masked)`, `deny`, `pending (prefix)`.
+    pub logged: String,
+    /// What the set in force decides, asked again now.
     pub before: String,
     /// What the proposed set decides.
     pub after: String,
@@ -52,6 +57,9 @@ pub struct WhatIf {
     pub fields: u64,
     /// Fields whose outcome would change.
     pub changed: u64,
+    /// Fields the set in force, asked again, does not answer as logged: the case or the set
+    /// changed since. Their comparison stands, but rests on today's facts.
+    pub unreproduced: u64,
     /// The first [`WHAT_IF_CHANGES_MAX`] of them, oldest first.
     pub changes: Vec<DecisionChange>,
     /// Whether the window held more than [`WHAT_IF_ENTRIES_MAX`] entries (the newest were left).
@@ -106,13 +114,18 @@ impl Gate {
                 cases.insert(case.clone(), self.directory().case(case).await?);
             }
         }
-        let mut answer = WhatIf { days, entries: entries.len() as u64, fields: 0, changed: 0, changes: Vec::new(), truncated };
+        let mut answer = WhatIf { days, entries: entries.len() as u64, fields: 0, changed: 0, unreproduced: 0, changes: Vec::new(), truncated };
         let mut shown = Vec::new();
         for (region, index, entry) in &entries {
             let case = entry.case.as_ref().and_then(|id| cases.get(id).cloned().flatten());
-            for change in redecide(proposed, entry, case.as_ref()) {
+            for Redecided { field, requested, logged, before, after } in redecide(self.engine(), proposed, entry, case.as_ref()) {
                 answer.fields += 1;
-                let Some((field, requested, before, after)) = change else { continue };
+                if before != logged {
+                    answer.unreproduced += 1;
+                }
+                if before == after {
+                    continue;
+                }
                 answer.changed += 1;
                 if answer.changes.len() < WHAT_IF_CHANGES_MAX {
                     shown.push((region.clone(), *index));
@@ -126,6 +139,7 @@ impl Gate {
                         subject: entry.subject.id.clone(),
                         field,
                         requested,
+                        logged,
                         before,
                         after,
                     });
@@ -137,9 +151,21 @@ impl Gate {
     }
 }
 
-/// One outcome per field of `entry` under `engine`: `None` when it is what the entry logged,
-/// else (field, requested view, logged outcome, new outcome).
-fn redecide(engine: &PolicyEngine, entry: &AccessEntry, case: Option<&store::CaseRecord>) -> Vec<Option<(String, String, String, String)>> {
+/// One field of an entry decided again.
+struct Redecided {
+    field: String,
+    requested: String,
+    /// As the log holds it.
+    logged: String,
+    /// Under the set in force.
+    before: String,
+    /// Under the proposed set.
+    after: String,
+}
+
+/// Each field of `entry` asked again of the set `in_force` and of `proposed`. A field this
+/// build cannot name is left out.
+fn redecide(in_force: &PolicyEngine, proposed: &PolicyEngine, entry: &AccessEntry, case: Option<&store::CaseRecord>) -> Vec<Redecided> {
     let action = match entry.action.as_str() {
         "search" => Action::Search,
         "export" => Action::Export,
@@ -162,14 +188,13 @@ fn redecide(engine: &PolicyEngine, entry: &AccessEntry, case: Option<&store::Cas
     entry
         .fields
         .iter()
-        .map(|logged| {
+        .filter_map(|logged| {
             let field = match (logged.field.parse::<FieldKind>(), logged.requested.parse::<View>()) {
                 (Ok(kind), Ok(view)) => Some((kind, view)),
                 _ if action == Action::AccountControl => None,
-                // A field this build cannot name is not decided again.
                 _ => return None,
             };
-            let decision = engine.decide(&AccessQuery {
+            let query = AccessQuery {
                 actor: &actor,
                 action,
                 purpose: &entry.purpose,
@@ -180,10 +205,18 @@ fn redecide(engine: &PolicyEngine, entry: &AccessEntry, case: Option<&store::Cas
                 break_glass: entry.break_glass,
                 cross_border: entry.cross_border,
                 approvals,
-            });
-            let after = describe(decision.outcome.as_str(), decision.outcome.view().map(|view| view.to_string()).as_deref());
-            let before = describe(&logged.decision, logged.view.as_deref());
-            (before != after).then(|| (logged.field.clone(), logged.requested.clone(), before, after))
+            };
+            let decided = |engine: &PolicyEngine| {
+                let outcome = engine.decide(&query).outcome;
+                describe(outcome.as_str(), outcome.view().map(|view| view.to_string()).as_deref())
+            };
+            Some(Redecided {
+                field: logged.field.clone(),
+                requested: logged.requested.clone(),
+                logged: describe(&logged.decision, logged.view.as_deref()),
+                before: decided(in_force),
+                after: decided(proposed),
+            })
         })
         .collect()
 }
