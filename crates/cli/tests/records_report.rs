@@ -4,12 +4,14 @@
 //! changed scope, records reordered or dropped, another log's key — fails with a message
 //! naming the line.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Duration;
+use common::altered;
 use serde_json::{Value, json};
 use service::testing::{TestVault, sqlite_vault};
 use service::{AccessInput, AccessSettings, Caller, CallerKind, Clock as _, Gate, RecordScope};
@@ -47,27 +49,8 @@ async fn report(gate: &Gate, scope: &RecordScope) -> String {
     gate.records(&staff("s-officer", &["compliance_officer"]), scope).await.unwrap().to_json_lines()
 }
 
-/// Runs `custos receipt verify --records` on `text` with `keys`: success, and what it said.
 fn verify(dir: &Path, text: &str, keys: &[&str]) -> (bool, String) {
-    let path = dir.join("records.jsonl");
-    std::fs::write(&path, text).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_custos"));
-    command.args(["receipt", "verify", "--records"]).arg(&path);
-    for key in keys {
-        command.args(["--key", key]);
-    }
-    let output = command.output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), said)
-}
-
-/// `text` with line `number` (1-based) replaced by `change` applied to its JSON.
-fn altered(text: &str, number: usize, change: impl FnOnce(&mut Value)) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut value: Value = serde_json::from_str(&lines[number - 1]).unwrap();
-    change(&mut value);
-    lines[number - 1] = value.to_string();
-    lines.join("\n") + "\n"
+    common::receipt_verify(dir, "--records", text, keys)
 }
 
 #[tokio::test]

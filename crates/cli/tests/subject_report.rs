@@ -3,11 +3,13 @@
 //! alteration — a shown field, the entry bytes, a line taken from another subject's report,
 //! a dropped line, another log's key — fails with a message naming the line.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::altered;
 use serde_json::{Value, json};
 use service::testing::{TestVault, sqlite_vault, subject};
 use service::{AccessInput, AccessSettings, Caller, CallerKind, Gate};
@@ -43,27 +45,8 @@ async fn report_of(t: &TestVault, gate: &Gate, id: &str) -> String {
     gate.subject_report(&bearer, 0).await.unwrap().to_json_lines()
 }
 
-/// Runs `custos receipt verify --report` on `text`: success, and stdout or stderr.
 fn verify(dir: &Path, text: &str, key: &str) -> (bool, String) {
-    let path = dir.join("report.jsonl");
-    std::fs::write(&path, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(["receipt", "verify", "--report"])
-        .arg(&path)
-        .args(["--key", key])
-        .output()
-        .unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), said)
-}
-
-/// `text` with line `number` (1-based) replaced by `change` applied to its JSON.
-fn altered(text: &str, number: usize, change: impl FnOnce(&mut Value)) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut value: Value = serde_json::from_str(&lines[number - 1]).unwrap();
-    change(&mut value);
-    lines[number - 1] = value.to_string();
-    lines.join("\n") + "\n"
+    common::receipt_verify(dir, "--report", text, &[key])
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 use service::{Caller, ProcessingRecord};
@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::records::{RECORDS_CSV_CONTENT_TYPE, RECORDS_ROLES};
+use crate::records::ReportFormat;
 use crate::{ApiError, AppState, ErrorBody, ErrorCode};
 
 /// What the record is generated from, and the record once generated.
@@ -62,24 +62,13 @@ async fn processing(
     query: Result<Query<ProcessingQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, rejection.body_text()))?;
-    if !caller.roles.iter().any(|role| RECORDS_ROLES.contains(&role.as_str())) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            format!("the record of processing needs the {} role; {} holds neither", RECORDS_ROLES.join(" or "), caller.id),
-        ));
-    }
-    let format = query.format.as_deref().unwrap_or("json");
-    if !["json", "csv", "html"].contains(&format) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, format!("query parameter `format`: json, csv or html, not {format:?}")));
-    }
+    let format = ReportFormat::of(&caller, "records of processing", query.format.as_deref())?;
     let record = record(&state).await?;
-    let (content_type, body) = match format {
-        "csv" => (RECORDS_CSV_CONTENT_TYPE, to_csv(&record)?),
-        "html" => ("text/html; charset=utf-8", to_html(&record)),
-        _ => ("application/json", serde_json::to_string_pretty(&*record).map_err(|error| ApiError::from(service::ServiceError::Internal(error.to_string())))?),
-    };
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, no-store")], body).into_response())
+    Ok(match format {
+        ReportFormat::Csv => format.response(to_csv(&record)?),
+        ReportFormat::Html => format.response(to_html(&record)),
+        ReportFormat::Json => format.response(serde_json::to_string_pretty(&*record).map_err(|error| ApiError::from(service::ServiceError::Internal(error.to_string())))?),
+    })
 }
 
 /// The record, built at the first call.

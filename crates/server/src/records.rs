@@ -57,25 +57,56 @@ async fn records(
     query: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, rejection.body_text()))?;
-    if !caller.roles.iter().any(|role| RECORDS_ROLES.contains(&role.as_str())) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            format!("records reports need the {} role; {} holds neither", RECORDS_ROLES.join(" or "), caller.id),
-        ));
-    }
+    let format = ReportFormat::of(&caller, "records reports", query.format.as_deref())?;
     let scope = scope(&query)?;
-    let format = query.format.as_deref().unwrap_or("json");
-    if !["json", "csv", "html"].contains(&format) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, format!("query parameter `format`: json, csv or html, not {format:?}")));
-    }
     let report = crate::access::gate(&state)?.records(&caller, &scope).await?;
-    let (content_type, body) = match format {
-        "csv" => (RECORDS_CSV_CONTENT_TYPE, to_csv(&report)?),
-        "html" => ("text/html; charset=utf-8", to_html(&report)),
-        _ => (crate::SUBJECT_REPORT_CONTENT_TYPE, report.to_json_lines()),
-    };
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, no-store")], body).into_response())
+    Ok(match format {
+        ReportFormat::Csv => format.response(to_csv(&report)?),
+        ReportFormat::Html => format.response(to_html(&report)),
+        ReportFormat::Json => format.response_as(crate::SUBJECT_REPORT_CONTENT_TYPE, report.to_json_lines()),
+    })
+}
+
+/// The form a report for compliance officers and auditors is asked in (`format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReportFormat {
+    Json,
+    Csv,
+    Html,
+}
+
+impl ReportFormat {
+    /// Checks that `caller` holds one of [`RECORDS_ROLES`] (naming `what` otherwise) and
+    /// reads `format` (`json` when absent).
+    pub(crate) fn of(caller: &Caller, what: &str, format: Option<&str>) -> Result<ReportFormat, ApiError> {
+        if !caller.roles.iter().any(|role| RECORDS_ROLES.contains(&role.as_str())) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!("{what} need the {} role; {} holds neither", RECORDS_ROLES.join(" or "), caller.id),
+            ));
+        }
+        match format.unwrap_or("json") {
+            "json" => Ok(ReportFormat::Json),
+            "csv" => Ok(ReportFormat::Csv),
+            "html" => Ok(ReportFormat::Html),
+            other => Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, format!("query parameter `format`: json, csv or html, not {other:?}"))),
+        }
+    }
+
+    /// `body` answered with this form's media type, never cached.
+    pub(crate) fn response(self, body: String) -> Response {
+        let content_type = match self {
+            ReportFormat::Json => "application/json",
+            ReportFormat::Csv => RECORDS_CSV_CONTENT_TYPE,
+            ReportFormat::Html => "text/html; charset=utf-8",
+        };
+        self.response_as(content_type, body)
+    }
+
+    pub(crate) fn response_as(self, content_type: &'static str, body: String) -> Response {
+        (StatusCode::OK, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, no-store")], body).into_response()
+    }
 }
 
 fn scope(query: &RecordsQuery) -> Result<RecordScope, ApiError> {

@@ -261,7 +261,7 @@ impl DirectoryStore for SqliteDirectory {
 
     async fn staff(&self, id: &StaffId) -> Result<Option<StaffRecord>, StoreError> {
         let id = id.clone();
-        Shared::with_reader(&self.shared, move |connection| {
+        Shared::with_point_reader(&self.shared, move |connection| {
             let row = connection
                 .prepare_cached(&format!("SELECT {STAFF_COLUMNS} FROM staff WHERE id = ?1"))
                 .map_err(sqlite_error)?
@@ -317,7 +317,7 @@ impl DirectoryStore for SqliteDirectory {
 
     async fn hr_facts(&self, staff: &StaffId) -> Result<Vec<HrFact>, StoreError> {
         let staff = staff.clone();
-        Shared::with_reader(&self.shared, move |connection| {
+        Shared::with_point_reader(&self.shared, move |connection| {
             let mut select = connection
                 .prepare_cached(&format!(
                     "SELECT {HR_FACT_COLUMNS} FROM hr_facts WHERE staff_id = ?1 ORDER BY at_ms, seq"
@@ -370,7 +370,7 @@ impl DirectoryStore for SqliteDirectory {
 
     async fn on_call(&self, staff: &StaffId) -> Result<Vec<OnCall>, StoreError> {
         let staff = staff.clone();
-        Shared::with_reader(&self.shared, move |connection| {
+        Shared::with_point_reader(&self.shared, move |connection| {
             let mut select = connection
                 .prepare_cached(&format!(
                     "SELECT {ON_CALL_COLUMNS} FROM on_call WHERE staff_id = ?1 ORDER BY from_ms, seq"
@@ -458,7 +458,7 @@ impl DirectoryStore for SqliteDirectory {
 
     async fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
         let id = id.to_owned();
-        Shared::with_reader(&self.shared, move |connection| {
+        Shared::with_point_reader(&self.shared, move |connection| {
             let row = connection
                 .prepare_cached(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"))
                 .map_err(sqlite_error)?
@@ -516,7 +516,7 @@ impl DirectoryStore for SqliteDirectory {
 
     async fn access_request(&self, id: &str) -> Result<Option<AccessRequestRecord>, StoreError> {
         let id = id.to_owned();
-        Shared::with_reader(&self.shared, move |connection| {
+        Shared::with_point_reader(&self.shared, move |connection| {
             select_request(connection, &id)
         })
         .await

@@ -299,6 +299,13 @@ impl SqliteStore {
     {
         Shared::with_reader(&self.shared, work).await
     }
+
+    async fn with_point_reader<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        Shared::with_point_reader(&self.shared, work).await
+    }
 }
 
 impl Shared {
@@ -339,32 +346,58 @@ impl Shared {
         .await
     }
 
-    /// Runs `work` on a pooled read-only connection, on the blocking pool.
+    /// Runs `work` on a pooled read-only connection, on the blocking pool: for reads that
+    /// scan (log ranges, timelines, alert lists, statistics).
     pub(crate) async fn with_reader<T, F>(shared: &Arc<Shared>, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(shared);
-        let slot = Arc::clone(&shared.reader_slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Io("the read connection pool is closed".to_owned()))?;
+        let slot = shared.reader_slot().await?;
         run_blocking(move || {
             let _slot = slot;
-            let idle = lock(&shared.readers).pop();
-            let connection = match idle {
-                Some(connection) => connection,
-                None => open_reader(&shared.path)?,
-            };
-            let result = work(&connection);
-            let mut readers = lock(&shared.readers);
-            if readers.len() < SQLITE_READERS_IDLE_MAX {
-                readers.push(connection);
-            }
-            result
+            shared.read(work)
         })
         .await
+    }
+
+    /// Runs `work`, a point read (rows found by key, bounded by what one request names), on
+    /// a pooled read-only connection on the calling task. Such a read takes microseconds from
+    /// SQLite's and the system's page cache, less than the two thread hand-offs of the
+    /// blocking pool, which on the access path cost a third of the throughput (measured:
+    /// docs/PERFORMANCE.md, "Access path"). A read that misses the cache holds this worker
+    /// for one disk read; scans stay on [`Shared::with_reader`], writes (and their fsync) on
+    /// [`Shared::with_writer`].
+    pub(crate) async fn with_point_reader<T, F>(shared: &Arc<Shared>, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        let _slot = shared.reader_slot().await?;
+        shared.read(work)
+    }
+
+    async fn reader_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        Arc::clone(&self.reader_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Io("the read connection pool is closed".to_owned()))
+    }
+
+    /// `work` on an idle read connection (or a new one), returned to the pool afterwards.
+    /// The caller holds a reader slot.
+    fn read<T>(&self, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let idle = lock(&self.readers).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => open_reader(&self.path)?,
+        };
+        let result = work(&connection);
+        let mut readers = lock(&self.readers);
+        if readers.len() < SQLITE_READERS_IDLE_MAX {
+            readers.push(connection);
+        }
+        result
     }
 }
 
@@ -431,7 +464,7 @@ impl RegionStore for SqliteStore {
     async fn data_keys(&self, subjects: &[SubjectId]) -> Result<Vec<StoredKey>, StoreError> {
         plan::check_rows(subjects.len())?;
         let subjects = subjects.to_vec();
-        self.with_reader(move |connection| {
+        self.with_point_reader(move |connection| {
             let mut keys = Vec::with_capacity(subjects.len());
             for subject in &subjects {
                 keys.extend(select_key(connection, subject)?);
@@ -451,7 +484,7 @@ impl RegionStore for SqliteStore {
 
     async fn subject(&self, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError> {
         let id = id.clone();
-        self.with_reader(move |connection| {
+        self.with_point_reader(move |connection| {
             let mut select = connection
                 .prepare_cached(SELECT_SUBJECT)
                 .map_err(sqlite_error)?;
@@ -485,7 +518,7 @@ impl RegionStore for SqliteStore {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        self.with_reader(move |connection| {
+        self.with_point_reader(move |connection| {
             let mut values = Vec::new();
             if fields.is_empty() {
                 let mut select = connection
@@ -580,7 +613,7 @@ impl RegionStore for SqliteStore {
 
     async fn erasure(&self, subject: &SubjectId) -> Result<Option<ErasureRecord>, StoreError> {
         let subject = subject.clone();
-        self.with_reader(move |connection| select_erasure(connection, &subject))
+        self.with_point_reader(move |connection| select_erasure(connection, &subject))
             .await
     }
 
@@ -655,7 +688,7 @@ impl RegionStore for SqliteStore {
 
     async fn find_blind_index(&self, field: FieldKind, digest: &[u8; 32], limit: usize) -> Result<Vec<SubjectId>, StoreError> {
         let (digest, limit) = (*digest, limit.min(crate::BLIND_INDEX_MATCHES_MAX) as i64);
-        self.with_reader(move |connection| {
+        self.with_point_reader(move |connection| {
             let mut statement = connection
                 .prepare_cached(
                     "SELECT b.subject_id FROM blind_index b JOIN subjects s ON s.id = b.subject_id \
@@ -763,7 +796,7 @@ impl LogStore for SqliteStore {
 
     async fn log_tile(&self, tile: tlog::TileId) -> Result<Option<Vec<u8>>, StoreError> {
         let index = log::to_i64(tile.index())?;
-        self.with_reader(move |connection| {
+        self.with_point_reader(move |connection| {
             let stored: Option<Vec<u8>> = connection
                 .prepare_cached(
                     "SELECT hashes FROM log_tiles WHERE tile_level = ?1 AND tile_index = ?2",
@@ -778,7 +811,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.with_reader(|connection| {
+        self.with_point_reader(|connection| {
             let row: Option<(i64, Vec<u8>, String)> = connection
                 .query_row(
                     "SELECT tree_size, root, note FROM log_checkpoints ORDER BY tree_size DESC LIMIT 1",
