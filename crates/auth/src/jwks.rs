@@ -173,7 +173,7 @@ impl KeySet {
         self.keys.get(kid)
     }
 
-    fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         self.loaded_at.elapsed() >= JWKS_CACHE_AGE_MAX
     }
 }
@@ -325,7 +325,7 @@ impl KeyCache {
         }
     }
 
-    fn current(&self) -> Arc<KeySet> {
+    pub(crate) fn current(&self) -> Arc<KeySet> {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 }

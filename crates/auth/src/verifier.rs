@@ -6,8 +6,14 @@
 //! the claims — issuer, audience, `exp`/`nbf` against the `now` passed in, subject and
 //! attributes. Keys named or embedded in the header (`jku`, `jwk`, `x5u`, `x5c`) are never
 //! used: keys come from the configured key set only.
+//!
+//! A token that verified is remembered (by its SHA-256, with the key set it verified
+//! against) until it expires: presented again, only its time window is checked. The memory
+//! is bypassed as soon as the key set is replaced or due for a refresh, so a key the issuer
+//! withdrew stops counting no later than it would without it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{IdentityConfig, IdentityError};
-use crate::jwks::{JwksError, KEY_ID_BYTES_MAX, KeyCache};
+use crate::jwks::{JwksError, KEY_ID_BYTES_MAX, KeyCache, KeySet};
 
 /// The largest token accepted, in bytes of its compact serialization.
 pub const TOKEN_BYTES_MAX: usize = 8 * 1024;
@@ -26,6 +32,9 @@ pub const CLAIM_BYTES_MAX: usize = 256;
 pub const ROLES_MAX: usize = 64;
 /// How much of an attacker-chosen `alg` or `kid` an error message repeats.
 const ECHO_CHARS_MAX: usize = 64;
+/// Verified tokens remembered at most; when full, the expired are dropped, and if none
+/// were, all (one verification each to fill it again).
+pub const VERIFIED_TOKENS_MAX: usize = 16_384;
 
 /// Whether a token speaks for a person or for a service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,6 +137,17 @@ struct Inner {
     leeway: TimeDelta,
     algorithms: Vec<String>,
     keys: KeyCache,
+    /// Tokens that verified, by the SHA-256 of the token.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A token that verified, and what it verified against.
+#[derive(Debug)]
+struct Verified {
+    identity: Identity,
+    not_before: Option<DateTime<Utc>>,
+    /// The key set it verified against: it counts only while that set is the current one.
+    keys: Arc<KeySet>,
 }
 
 impl TokenVerifier {
@@ -144,6 +164,7 @@ impl TokenVerifier {
                 leeway,
                 algorithms: config.algorithms,
                 keys,
+                verified: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -160,10 +181,52 @@ impl TokenVerifier {
 
     /// Verifies `token` (the compact JWS, without `Bearer `) as of `now`.
     pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Identity, TokenError> {
-        let inner = &self.inner;
         if token.len() > TOKEN_BYTES_MAX {
             return Err(TokenError::TooLarge);
         }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
+        if let Some(known) = self.remembered(&digest, now) {
+            return known;
+        }
+        let (identity, not_before) = self.verify_signed(token, now).await?;
+        let keys = self.inner.keys.current();
+        let mut verified = self.inner.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_TOKENS_MAX {
+            verified.retain(|_, known| now < known.identity.expires_at + self.inner.leeway);
+            if verified.len() >= VERIFIED_TOKENS_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, Verified { identity: identity.clone(), not_before, keys });
+        Ok(identity)
+    }
+
+    /// What a token verified before says now: its identity while inside its time window,
+    /// its expiry error once past it; `None` when it is not remembered or the key set it
+    /// verified against is no longer current (then it is verified again in full).
+    fn remembered(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Option<Result<Identity, TokenError>> {
+        let inner = &self.inner;
+        let current = inner.keys.current();
+        let mut verified = inner.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = verified.get(digest)?;
+        if !Arc::ptr_eq(&known.keys, &current) || current.is_stale() {
+            verified.remove(digest);
+            return None;
+        }
+        if now >= known.identity.expires_at + inner.leeway {
+            verified.remove(digest);
+            return Some(Err(TokenError::Expired));
+        }
+        if known.not_before.is_some_and(|not_before| now + inner.leeway < not_before) {
+            return Some(Err(TokenError::NotYetValid));
+        }
+        Some(Ok(known.identity.clone()))
+    }
+
+    /// The whole check of a token not remembered: the identity and its `nbf`.
+    async fn verify_signed(&self, token: &str, now: DateTime<Utc>) -> Result<(Identity, Option<DateTime<Utc>>), TokenError> {
+        let inner = &self.inner;
         let mut parts = token.split('.');
         let (Some(header_part), Some(payload_part), Some(signature_part), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -234,7 +297,8 @@ impl TokenVerifier {
         let claims = json_object(payload_part).ok_or(TokenError::Malformed {
             reason: "payload is not base64url json",
         })?;
-        self.identity(&claims, now)
+        let identity = self.identity(&claims, now)?;
+        Ok((identity, time_claim(&claims, "nbf")?))
     }
 
     /// Checks the signed claims and maps them to an identity.

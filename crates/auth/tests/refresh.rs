@@ -116,6 +116,35 @@ async fn an_old_key_set_is_refreshed_and_withdrawn_keys_stop_verifying() {
     assert_eq!(server.requests(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_remembered_token_counts_only_inside_its_window_and_while_its_key_set_is_current() {
+    let (first, second) = (TestKey::ed25519("k1"), TestKey::ed25519("k2"));
+    let server = JwksServer::start(&jwks(&[&first])).await;
+    let verifier = url_verifier(&server).await;
+    let token = first.token(&claims());
+    verifier.verify(&token, now()).await.expect("first verification");
+    verifier.verify(&token, now()).await.expect("remembered");
+
+    // Remembered, the token's own window still decides: before `nbf` and from `exp` on
+    // (each with the 30 s leeway) it is refused as it would be afresh.
+    let error = verifier.verify(&token, now() - chrono::Duration::seconds(60 + 31)).await.expect_err("not yet valid");
+    assert!(matches!(error, TokenError::NotYetValid), "{error:?}");
+    verifier.verify(&token, now() + chrono::Duration::seconds(300 + 29)).await.expect("inside the leeway");
+    let error = verifier.verify(&token, now() + chrono::Duration::seconds(300 + 60)).await.expect_err("expired");
+    assert!(matches!(error, TokenError::Expired), "{error:?}");
+    let error = verifier.verify(&token, now() + chrono::Duration::seconds(300 + 60)).await.expect_err("still expired, checked afresh");
+    assert!(matches!(error, TokenError::Expired), "{error:?}");
+
+    // The issuer withdraws k1; another token's new kid brings the new key set in. The
+    // remembered token verified against the old set, so it is checked again, and refused.
+    verifier.verify(&token, now()).await.expect("k1 before withdrawal");
+    server.serve(200, &jwks(&[&second]));
+    verifier.verify(&second.token(&claims()), now()).await.expect("k2 after refresh");
+    let error = verifier.verify(&token, now()).await.expect_err("k1 withdrawn");
+    assert!(matches!(error, TokenError::UnknownKey { .. }), "{error:?}");
+    assert_eq!(server.requests(), 2);
+}
+
 #[tokio::test]
 async fn a_key_set_url_that_fails_at_start_is_a_configuration_error() {
     let server = JwksServer::start(&serde_json::json!({ "keys": [] })).await;
