@@ -374,6 +374,7 @@ pub fn processing_record(config: &Config, engine: &PolicyEngine, now: DateTime<U
         gaps.push("no categories of data subjects (`[processing] data_subjects`)".to_owned());
     }
 
+    let security_measures = security_measures(config, engine, &record_facts(&purposes, &protected_labels), said.retention.get(RETENTION_ACCESS_LOG));
     ProcessingRecord {
         format: PROCESSING_FORMAT.to_owned(),
         generated_at: now,
@@ -383,15 +384,36 @@ pub fn processing_record(config: &Config, engine: &PolicyEngine, now: DateTime<U
         purposes,
         recipients,
         regions,
-        security_measures: security_measures(config, engine, said.retention.get(RETENTION_ACCESS_LOG)),
+        security_measures,
         policy_set: policy_set(engine),
         gaps,
     }
 }
 
-/// Art. 32 measures as this deployment applies them: each sentence is true of the code and
-/// the configuration read.
-fn security_measures(config: &Config, engine: &PolicyEngine, log_retention: Option<&String>) -> Vec<String> {
+/// What the security measures say of the policies, read off the probed purposes.
+struct RecordFacts {
+    protected_labels: Vec<String>,
+    /// `purpose: field` pairs whose exact IP address or location may leave its region.
+    exact_network_data_abroad: Vec<String>,
+}
+
+fn record_facts(purposes: &[PurposeRecord], protected_labels: &[String]) -> RecordFacts {
+    let exact_network_data_abroad = purposes
+        .iter()
+        .flat_map(|purpose| {
+            purpose
+                .fields
+                .iter()
+                .filter(|field| ["ip_address", "location"].contains(&field.field.as_str()) && field.leaves_region.as_deref() == Some("exact"))
+                .map(|field| format!("{}: {}", purpose.purpose, field.field))
+        })
+        .collect();
+    RecordFacts { protected_labels: protected_labels.to_vec(), exact_network_data_abroad }
+}
+
+/// Art. 32 measures as this deployment applies them: each sentence is true of the code, the
+/// configuration read and the policies probed.
+fn security_measures(config: &Config, engine: &PolicyEngine, facts: &RecordFacts, log_retention: Option<&String>) -> Vec<String> {
     let keys = match &config.keys {
         KeysConfig::Keyring => "key-encryption keys in a keyring file on the server".to_owned(),
         KeysConfig::Pkcs11 { token, .. } => format!("key-encryption keys generated in and never leaving the PKCS#11 token {token}"),
@@ -400,17 +422,37 @@ fn security_measures(config: &Config, engine: &PolicyEngine, log_retention: Opti
         (0, _) => "no outside witnesses configured".to_owned(),
         (count, quorum) => format!("{count} outside witnesses configured, {quorum} of which must cosign a checkpoint"),
     };
-    let detection = if config.detection.is_some() { "with this deployment's thresholds" } else { "with the default thresholds" };
+    let abroad = if facts.exact_network_data_abroad.is_empty() {
+        "no purpose lets an exact IP address or location leave it".to_owned()
+    } else {
+        format!("exact IP addresses or locations may leave it under {}", facts.exact_network_data_abroad.join(", "))
+    };
+    let protected = if facts.protected_labels.is_empty() {
+        "no subject label requires a second person".to_owned()
+    } else {
+        format!("subjects labelled {} need a second person's approval", facts.protected_labels.join(", "))
+    };
+    let rules = detect::rules::enabled(&config.detection.clone().unwrap_or_default());
+    let detection = if rules.is_empty() {
+        "Detection: every detector rule is disabled.".to_owned()
+    } else {
+        format!(
+            "Detection: {} rules ({}) read each region's log as it is written and raise alerts, with {} thresholds.",
+            rules.len(),
+            rules.iter().map(|rule| rule.name()).collect::<Vec<_>>().join(", "),
+            if config.detection.is_some() { "this deployment's" } else { "the default" }
+        )
+    };
     vec![
-        "Residency: each person's data is stored and decrypted only in their home region; exact IP addresses and exact locations never leave it.".to_owned(),
+        format!("Residency: each person's data is stored and decrypted only in their home region; {abroad}."),
         format!("Encryption at rest: every value sealed with AES-256-GCM under the person's own data key, data keys wrapped by the region's {keys}; erasure destroys the data key (crypto-shredding)."),
-        format!("Access control: {} Cedar policies decide every access by purpose, case and role and reveal the coarsest view the purpose needs; journalists, officials, minors and other protected people, and cross-border reads, need a second person.", engine.policy_ids().len()),
+        format!("Access control: {} Cedar policies decide every access by purpose, case and role and reveal the coarsest view the purpose needs; {protected}.", engine.policy_ids().len()),
         format!(
             "Accountability: every decision, allowed or refused, is appended to the region's Merkle log (RFC 6962) and durable before any value is decrypted; checkpoints are signed every {} ms; {witnesses}. The log holds who asked, for what, on which case and what was decided, never the values, and is kept {}.",
             config.checkpoint_interval().as_millis(),
             log_retention.map_or("for the life of the deployment (entries are never deleted; a log that dropped one would fail verification)", String::as_str)
         ),
-        format!("Detection: access patterns (curiosity, volume, off-hours, cross-border, protected people, co-location probes, break-glass) raise alerts as they happen, {detection}."),
+        detection,
         "Transparency: each person can download every access to their data with a proof against a signed checkpoint; auditors verify the log and receipts offline.".to_owned(),
     ]
 }

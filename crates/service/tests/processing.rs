@@ -98,6 +98,12 @@ fn the_default_policies_read_as_a_record_of_what_each_purpose_reveals() {
     assert!(record.gaps.iter().any(|gap| gap.starts_with("no legal basis for purpose support")), "{:?}", record.gaps);
     assert!(record.gaps.iter().any(|gap| gap.starts_with("no retention period for ip_address")), "{:?}", record.gaps);
     assert_eq!(record.policy_set.policies, PolicyEngine::default_set().unwrap().policy_ids().len());
+    // The security measures say what the policies and the configuration do, not what they
+    // are meant to do.
+    let measures = record.security_measures.join("\n");
+    assert!(measures.contains("no purpose lets an exact IP address or location leave it"), "{measures}");
+    assert!(measures.contains("subjects labelled activist, journalist, journalist_contact, minor, public_official, staff need a second person's approval"), "{measures}");
+    assert!(measures.contains("Detection: 14 rules (") && measures.contains("co_location_probe"), "{measures}");
     assert_eq!(record.regions.iter().map(|region| region.countries.len()).collect::<Vec<_>>(), [2, 1]);
 }
 
@@ -116,6 +122,19 @@ fn a_changed_policy_changes_the_record() {
     let record = record_under(&config(""), &widened);
     assert_eq!(field(purpose(&record, "support"), "ip_address").view.as_deref(), Some("prefix/16"));
     assert_ne!(record.policy_set.sha256, self::record(&config("")).policy_set.sha256);
+
+    // A set that lets a legal request's exact IP address cross a border: the residency
+    // measure says so instead of claiming otherwise.
+    let sources: Vec<(String, String)> = default
+        .sources()
+        .iter()
+        .map(|(name, text)| (name.clone(), if name == "cross_border.cedar" { text.replace("context.view == \"exact\"", "context.view == \"exact\" && context.purpose != \"legal_request\"") } else { text.clone() }))
+        .collect();
+    assert_ne!(sources, default.sources(), "the residency policy was edited");
+    let leaky = record_under(&config(""), &PolicyEngine::from_sources(&sources).unwrap());
+    assert_eq!(field(purpose(&leaky, "legal_request"), "ip_address").leaves_region.as_deref(), Some("exact"));
+    let measures = leaky.security_measures.join("\n");
+    assert!(measures.contains("exact IP addresses or locations may leave it under legal_request: ip_address, legal_request: location"), "{measures}");
 }
 
 #[test]
