@@ -383,6 +383,11 @@ impl Gate {
         &self.engine
     }
 
+    /// [`Gate::engine`], shared, for work handed to another thread.
+    pub fn shared_engine(&self) -> Arc<PolicyEngine> {
+        Arc::clone(&self.engine)
+    }
+
     pub fn settings(&self) -> &AccessSettings {
         &self.settings
     }

@@ -12,6 +12,7 @@
 //! `record_view` (view `what_if`) first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use model::decision_entry::AccessEntry;
 use model::{FieldKind, RegionId, View};
@@ -72,11 +73,13 @@ impl Gate {
     pub async fn what_if_text(&self, caller: &Caller, text: &str, days: u32) -> Result<WhatIf, ServiceError> {
         let proposed = PolicyEngine::from_sources(&[("proposed.cedar".to_owned(), text.to_owned())])
             .map_err(|error| ServiceError::InvalidRequest { field: "policies".to_owned(), message: error.to_string() })?;
-        self.what_if(caller, &proposed, days).await
+        self.what_if(caller, Arc::new(proposed), days).await
     }
 
-    /// Decides the last `days` days of access decisions again under `proposed`.
-    pub async fn what_if(&self, caller: &Caller, proposed: &PolicyEngine, days: u32) -> Result<WhatIf, ServiceError> {
+    /// Decides the last `days` days of access decisions again under `proposed`. The
+    /// decisions (two per field of up to [`WHAT_IF_ENTRIES_MAX`] entries: seconds of CPU) run
+    /// on the blocking pool, not on the request's task.
+    pub async fn what_if(&self, caller: &Caller, proposed: Arc<PolicyEngine>, days: u32) -> Result<WhatIf, ServiceError> {
         if days == 0 || days > WHAT_IF_DAYS_MAX {
             return Err(ServiceError::InvalidRequest { field: "days".to_owned(), message: format!("1 to {WHAT_IF_DAYS_MAX} days, not {days}") });
         }
@@ -114,11 +117,23 @@ impl Gate {
                 cases.insert(case.clone(), self.directory().case(case).await?);
             }
         }
+        let in_force = self.shared_engine();
+        let (entries, decided) = tokio::task::spawn_blocking(move || {
+            let decided: Vec<Vec<Redecided>> = entries
+                .iter()
+                .map(|(_, _, entry)| {
+                    let case = entry.case.as_ref().and_then(|id| cases.get(id)).and_then(Option::as_ref);
+                    redecide(&in_force, &proposed, entry, case)
+                })
+                .collect();
+            (entries, decided)
+        })
+        .await
+        .map_err(|error| ServiceError::Internal(format!("deciding again failed: {error}")))?;
         let mut answer = WhatIf { days, entries: entries.len() as u64, fields: 0, changed: 0, unreproduced: 0, changes: Vec::new(), truncated };
         let mut shown = Vec::new();
-        for (region, index, entry) in &entries {
-            let case = entry.case.as_ref().and_then(|id| cases.get(id).cloned().flatten());
-            for Redecided { field, requested, logged, before, after } in redecide(self.engine(), proposed, entry, case.as_ref()) {
+        for ((region, index, entry), fields) in entries.iter().zip(decided) {
+            for Redecided { field, requested, logged, before, after } in fields {
                 answer.fields += 1;
                 if before != logged {
                     answer.unreproduced += 1;
