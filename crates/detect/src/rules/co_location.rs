@@ -143,10 +143,15 @@ impl Rule for CoLocationProbe {
                 subjects,
                 evidence: looks.iter().map(|look| look.evidence.clone()).collect(),
                 summary: format!(
-                    "{scope} asked for IP addresses or locations of {} outside people{} and of {} employees' own accounts since {}: comparing where outsiders were with where staff were",
+                    "{scope} asked for IP addresses or locations of {} outside {}{} and of {} since {}: comparing where outsiders were with where staff were",
                     outside.len(),
-                    if protected { ", protected ones among them," } else { "" },
-                    staff.len(),
+                    if outside.len() == 1 { "person" } else { "people" },
+                    match (protected, outside.len()) {
+                        (false, _) => "",
+                        (true, 1) => " (protected)",
+                        (true, _) => ", protected ones among them,",
+                    },
+                    if staff.len() == 1 { "1 employee's own account".to_owned() } else { format!("{} employees' own accounts", staff.len()) },
                     when(looks.front().map_or(look.at_ms, |first| first.at_ms)),
                 ),
                 key: format!("{group}\u{1f}{actor}"),
