@@ -13,21 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Duration;
 use common::altered;
 use serde_json::{Value, json};
-use service::testing::{TestVault, sqlite_vault};
-use service::{AccessInput, AccessSettings, Caller, CallerKind, Clock as _, Gate, RecordScope};
+use service::testing::{TestVault, sqlite_vault, us_staff};
+use service::{AccessInput, AccessSettings, Clock as _, Gate, RecordScope};
 use store::TimelineKind;
-
-fn staff(id: &str, roles: &[&str]) -> Caller {
-    Caller {
-        id: id.to_owned(),
-        kind: CallerKind::Staff,
-        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
-        team: None,
-        entity: Some("entity-us".to_owned()),
-        country: Some("US".to_owned()),
-        region: Some("us".to_owned()),
-    }
-}
 
 /// Three reads by `s-curious` and one by `s-other`, a minute apart, signed into the log.
 async fn deployment() -> (TestVault, std::sync::Arc<Gate>) {
@@ -38,7 +26,7 @@ async fn deployment() -> (TestVault, std::sync::Arc<Gate>) {
     let reads = [("r-1", "s-curious", "u-ada"), ("r-2", "s-other", "u-bob"), ("r-3", "s-curious", "u-bob"), ("r-4", "s-curious", "u-ada")];
     for (request, actor, subject) in reads {
         let input: AccessInput = serde_json::from_value(json!({"id": request, "subjects": [subject], "fields": {"email": "exact"}, "purpose": "support"})).unwrap();
-        gate.access(&staff(actor, &["support_agent"]), &input).await.unwrap();
+        gate.access(&us_staff(actor, &["support_agent"]), &input).await.unwrap();
         t.clock().advance_to(t.clock().now() + Duration::minutes(1));
     }
     t.vault.log(&t.region).unwrap().sign_now().await.unwrap();
@@ -46,7 +34,7 @@ async fn deployment() -> (TestVault, std::sync::Arc<Gate>) {
 }
 
 async fn report(gate: &Gate, scope: &RecordScope) -> String {
-    gate.records(&staff("s-officer", &["compliance_officer"]), scope).await.unwrap().to_json_lines()
+    gate.records(&us_staff("s-officer", &["compliance_officer"]), scope).await.unwrap().to_json_lines()
 }
 
 fn verify(dir: &Path, text: &str, keys: &[&str]) -> (bool, String) {

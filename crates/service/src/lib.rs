@@ -77,7 +77,7 @@ pub use deployment::{
     CHECKPOINT_INTERVAL_MS_DEFAULT, CHECKPOINT_INTERVAL_MS_MAX, LOG_ORIGIN_HOST_DEFAULT, log_verifier_key,
 };
 pub use error::{ServiceError, ValueRejection};
-pub use log::{LogReceipt, RegionLog, Witnessing, log_origin};
+pub use log::{LogReceipt, RegionLog, SignedCheckpoint, Witnessing, log_origin};
 pub use log_keys::{LOG_KEYS_FILE_NAME, LogKeyError, LogKeys, SEARCH_KEYS_FILE_NAME, SUBJECT_TOKEN_KEYS_FILE_NAME};
 pub use ingest::{
     INGEST_SUBJECTS_MAX, IngestOutcome, SubjectInput, VALUES_PER_SUBJECT_MAX, ValueInput, ValidatedSubject,

@@ -88,6 +88,16 @@ impl Drop for RegionLog {
     }
 }
 
+/// A region's latest signed checkpoint, read and parsed once.
+#[derive(Debug, Clone)]
+pub struct SignedCheckpoint {
+    /// The signed note as served (`/log/{region}/checkpoint`).
+    pub text: String,
+    pub note: tlog::Note,
+    /// Its tree size.
+    pub size: u64,
+}
+
 impl RegionLog {
     /// Starts the sequencer over `store`, signs the current tree once (so a checkpoint is
     /// always published), and with `checkpoint_interval` spawns the periodic signer.
@@ -245,14 +255,14 @@ impl RegionLog {
         }
     }
 
-    /// The latest signed checkpoint note (as [`RegionLog::checkpoint`]) with its tree size:
-    /// what a proof against it may cover.
-    pub async fn signed_checkpoint(&self) -> Result<(String, u64), ServiceError> {
-        let note = self.checkpoint().await?;
-        let parsed = tlog::Note::parse(note.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
-        let checkpoint = tlog::Checkpoint::parse(parsed.text()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+    /// The latest signed checkpoint (as [`RegionLog::checkpoint`]), parsed once: its text,
+    /// its note and its tree size, what a proof against it may cover.
+    pub async fn signed_checkpoint(&self) -> Result<SignedCheckpoint, ServiceError> {
+        let text = self.checkpoint().await?;
+        let note = tlog::Note::parse(text.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+        let checkpoint = tlog::Checkpoint::parse(note.text()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
         let size = checkpoint.size().0;
-        Ok((note, size))
+        Ok(SignedCheckpoint { text, note, size })
     }
 
     /// The bytes of a hash tile, or `None` beyond the stored tree.
@@ -282,8 +292,7 @@ impl RegionLog {
     /// checkpoint, with that checkpoint. An index the latest checkpoint does not cover yet is
     /// an invalid request (the next signing covers it).
     pub async fn tlog_proof(&self, index: u64) -> Result<Vec<u8>, ServiceError> {
-        let (note_text, size) = self.signed_checkpoint().await?;
-        let note = tlog::Note::parse(note_text.as_bytes()).map_err(|error| ServiceError::Log(format!("stored checkpoint: {error}")))?;
+        let SignedCheckpoint { note, size, .. } = self.signed_checkpoint().await?;
         if index >= size {
             return Err(ServiceError::InvalidProofRequest(format!(
                 "index {index} is not covered by the latest signed checkpoint (size {size}) yet"

@@ -143,7 +143,7 @@ impl Gate {
         for region in self.vault().regions() {
             let log = self.vault().log(region)?;
             let (note, size) = match log.signed_checkpoint().await {
-                Ok(signed) => signed,
+                Ok(signed) => (signed.text, signed.size),
                 // No signed checkpoint yet: nothing in this region can be proved.
                 Err(ServiceError::Log(_)) => continue,
                 Err(error) => return Err(error),

@@ -208,7 +208,7 @@ impl Gate {
     /// [`SUBJECT_REPORT_ACCESSES_MAX`]; `next` in its header starts the following page.
     pub async fn subject_report(&self, bearer: &SubjectBearer, from: u64) -> Result<SubjectReport, ServiceError> {
         let log = self.vault().log(&bearer.region)?;
-        let (note, size) = log.signed_checkpoint().await?;
+        let crate::SignedCheckpoint { text: note, size, .. } = log.signed_checkpoint().await?;
         let indexed = log.index_subjects_to(size).await?;
         if indexed < size {
             return Err(ServiceError::Log(format!("the subject index of region {} stopped at {indexed} of {size}", bearer.region)));

@@ -39,6 +39,19 @@ pub const TEST_SUBJECT_TOKEN_SEED: [u8; 32] = [11; 32];
 /// Host of every test vault's log origin.
 pub const TEST_LOG_ORIGIN_HOST: &str = "custos.test";
 
+/// A member of staff of `platform-us`, working from the US in region `us`, with `roles`.
+pub fn us_staff(id: &str, roles: &[&str]) -> crate::Caller {
+    crate::Caller {
+        id: id.to_owned(),
+        kind: crate::CallerKind::Staff,
+        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        team: None,
+        entity: Some("platform-us".to_owned()),
+        country: Some("US".to_owned()),
+        region: Some("us".to_owned()),
+    }
+}
+
 pub fn region(name: &str) -> RegionId {
     RegionId::new(name).unwrap()
 }

@@ -6,21 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use detect::DetectionConfig;
-use service::testing::{TestVault, sqlite_vault};
-use service::{AccessInput, AccessSettings, AlertDesk, Caller, CallerKind, CaseInput, DeskOptions, Detection, Gate, SubjectInput, validate_subject};
+use service::testing::{TestVault, sqlite_vault, us_staff};
+use service::{AccessInput, AccessSettings, AlertDesk, Caller, CaseInput, DeskOptions, Detection, Gate, SubjectInput, validate_subject};
 use store::{AlertAction, AlertFilter, AlertStatus};
-
-fn staff(id: &str, roles: &[&str]) -> Caller {
-    Caller {
-        id: id.to_owned(),
-        kind: CallerKind::Staff,
-        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
-        team: None,
-        entity: Some("platform-us".to_owned()),
-        country: Some("US".to_owned()),
-        region: Some("us".to_owned()),
-    }
-}
 
 async fn subject(t: &TestVault, id: &str, labels: &[&str], ip: &str) {
     let mut values = BTreeMap::new();
@@ -58,8 +46,8 @@ async fn history(t: &TestVault, gate: &Gate) {
         };
         subject(t, &format!("u-{n}"), labels, &format!("198.51.100.{n}")).await;
     }
-    let agents: Vec<Caller> = (0..6).map(|n| staff(&format!("s-{n}"), &["support_agent"])).collect();
-    let auditor = staff("s-audit", &["internal_audit"]);
+    let agents: Vec<Caller> = (0..6).map(|n| us_staff(&format!("s-{n}"), &["support_agent"])).collect();
+    let auditor = us_staff("s-audit", &["internal_audit"]);
     gate.register_case(&case("LEAK-1", "internal_investigation", &["s-audit"], &["u-0", "u-1", "u-10", "u-11"], None)).await.unwrap();
     let mut number = 0;
     for round in 0..12 {
@@ -155,14 +143,14 @@ async fn acknowledging_and_resolving_an_alert_is_logged_first_and_transitions_ar
     let t = sqlite_vault(None).await;
     let gate = t.gate(AccessSettings::default());
     subject(&t, "u-1", &[], "198.51.100.1").await;
-    gate.access(&staff("s-1", &["support_agent"]), &read("a-1".to_owned(), "u-1", &[("email", "masked")], "support", None)).await.unwrap();
+    gate.access(&us_staff("s-1", &["support_agent"]), &read("a-1".to_owned(), "u-1", &[("email", "masked")], "support", None)).await.unwrap();
     let desk = AlertDesk::open(Arc::clone(&gate), DetectionConfig::default(), false).await.unwrap();
     let raised = desk.catch_up().await.unwrap();
     assert!(!raised.is_empty());
     let id = raised[0].clone();
     let log = gate.vault().log(&model::RegionId::new("us").unwrap()).unwrap();
     let size = log.size().await.unwrap();
-    let officer = staff("s-co", &["compliance_officer"]);
+    let officer = us_staff("s-co", &["compliance_officer"]);
     let acknowledged = desk.act(&officer, &id, AlertAction::Acknowledge, "").await.unwrap();
     assert_eq!(acknowledged.status, AlertStatus::Acknowledged);
     let resolved = desk.act(&officer, &id, AlertAction::Resolve, "spoke with s-1: wrong ticket number, coaching given").await.unwrap();
