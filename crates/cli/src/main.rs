@@ -21,6 +21,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use model::RegionId;
 use service::{GeoConfig, InitOptions, KeysConfig, StorageConfig, SystemClock};
 
+/// mimalloc instead of glibc's allocator: under load a request allocates and frees many
+/// small buffers across two threads, and glibc's malloc/free were an eighth of the server's
+/// CPU (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "custos", version, about = "Guards the guards: purpose-bound, logged, minimized access to personal data.")]
 struct Cli {

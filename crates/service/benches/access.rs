@@ -23,6 +23,10 @@ use service::{AccessInput, AccessSettings, Caller, CallerKind, CaseInput, Gate};
 
 const SUBJECTS: usize = 1_000;
 
+/// The allocator of the `custos` binary, so that the figures are those of the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
     let rate: u64 = arguments.first().and_then(|rate| rate.parse().ok()).unwrap_or(10_000);
