@@ -28,5 +28,5 @@ pub use entry::{
 };
 pub use integration::{Integration, IntegrationError};
 pub use sequencer::{AppendError, BATCH_ENTRIES_MAX, QUEUE_ENTRIES_MAX, Receipt, Sequencer};
-pub use stored_hashes::{NotRead, StoredHashError, StoredHashes};
+pub use stored_hashes::{NotRead, StoredHashError, StoredHashes, tile_bytes};
 pub use tile_cache::{EDGE_TILES_MAX, TILE_CACHE_BYTES_MAX, TILE_CACHE_TILES_MAX, TILE_NODES, TileCache};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use store::{LogStore, StoreError};
-use tlog::{Hash, HashReader, Subtree, TILE_HEIGHT, TILE_WIDTH_MAX, TileId, TreeSize, decode_tile, node_hash};
+use tlog::{Hash, HashReader, Subtree, TILE_HEIGHT, TILE_WIDTH_MAX, TileId, TreeSize, decode_tile, encode_tile, leaf_hash, node_hash};
 
 /// The hashes of a planned set of subtrees, read from stored tiles.
 #[derive(Debug)]
@@ -82,13 +82,37 @@ impl StoredHashes {
 
     /// The hashes of one stored tile; `subtree` and `size` name what is missing if it is not stored.
     pub(crate) async fn read_tile(store: &dyn LogStore, tile: TileId, subtree: Subtree, size: TreeSize) -> Result<Vec<Hash>, StoredHashError> {
-        let bytes = store.log_tile(tile).await.map_err(StoredHashError::Store)?.ok_or_else(|| missing(subtree, size))?;
+        let bytes = tile_bytes(store, tile).await.map_err(StoredHashError::Store)?.ok_or_else(|| missing(subtree, size))?;
         decode_tile(tile, &bytes).map_err(|_| missing(subtree, size))
     }
 
     pub(crate) fn from_map(hashes: HashMap<Subtree, Hash>) -> StoredHashes {
         StoredHashes(hashes)
     }
+}
+
+/// The bytes of `tile` as the log holds it, or `None` if fewer than its width hashes are
+/// stored at its position.
+///
+/// A partial tile of level 0 is not stored (the sequencer would rewrite up to 8 KiB of it at
+/// every commit): its hashes are the leaf hashes of the entries past the last full tile, so
+/// it is read as those entries and hashed. A stored one (a full tile it is a prefix of, or
+/// a partial row an earlier version wrote) is used when it is wide enough.
+pub async fn tile_bytes(store: &dyn LogStore, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    if tile.level() != 0 || !tile.is_partial() {
+        return store.log_tile(tile).await;
+    }
+    if let Some(bytes) = store.log_tile(tile).await? {
+        return Ok(Some(bytes));
+    }
+    let start = tile.index() * u64::from(TILE_WIDTH_MAX);
+    let width = usize::from(tile.width());
+    let entries = store.log_entries(start, start + width as u64).await?;
+    if entries.len() < width {
+        return Ok(None);
+    }
+    let hashes: Vec<Hash> = entries.iter().map(|entry| leaf_hash(entry)).collect();
+    Ok(Some(encode_tile(&hashes)))
 }
 
 /// The root of a perfect tree over `hashes` (a power of two of them).

@@ -58,6 +58,14 @@ async fn unsaved_checkpoints_are_not_returned() {
 }
 
 #[tokio::test]
+async fn partial_tiles_an_earlier_version_stored_are_outgrown() {
+    let Some((store, _guard, _)) = fresh().await else {
+        return;
+    };
+    common::partial_tiles_an_earlier_version_stored_are_outgrown(store).await;
+}
+
+#[tokio::test]
 async fn rewound_store_is_refused() {
     let Some((store, _guard, _)) = fresh().await else {
         return;

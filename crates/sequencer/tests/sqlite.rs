@@ -72,6 +72,12 @@ async fn restart_resumes_at_the_stored_size() {
 }
 
 #[tokio::test]
+async fn partial_tiles_an_earlier_version_stored_are_outgrown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::partial_tiles_an_earlier_version_stored_are_outgrown(open(dir.path())).await;
+}
+
+#[tokio::test]
 async fn a_store_whose_tables_vanish_acknowledges_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());

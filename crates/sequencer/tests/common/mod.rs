@@ -70,10 +70,14 @@ pub async fn verify_log(store: &dyn LogStore, size: u64) -> Vec<Vec<u8>> {
         let expected =
             encode_tile(&tile_hashes(&leaves[..], TreeSize(size), tile).expect("tile hashes"));
         assert_eq!(
-            store.log_tile(tile).await.expect("tile"),
+            sequencer::tile_bytes(store, tile).await.expect("tile"),
             Some(expected),
             "tile {tile}"
         );
+        if tile.level() == 0 && tile.is_partial() {
+            // Read back from the entries, never written.
+            assert_eq!(store.log_tile(tile).await.expect("tile"), None, "stored tile {tile}");
+        }
     }
     all
 }
@@ -631,4 +635,43 @@ pub async fn a_grown_tile_is_never_served_stale(inner: Arc<dyn LogStore>) {
         .expect("read");
     assert_eq!(inclusion_proof(&again, index, small).expect("proof"), before);
     Arc::try_unwrap(sequencer).expect("sole owner").close().await;
+}
+
+/// A log an earlier version wrote, which stored its level-0 partial tile at every commit:
+/// a sequencer resumes from that row, grows the tile past it and then completes it, and
+/// every tile read (the old width, wider ones, the full tile) is the one tlog computes.
+pub async fn partial_tiles_an_earlier_version_stored_are_outgrown(store: Arc<dyn LogStore>) {
+    let old = entries("earlier version", 100);
+    let leaves: Vec<Hash> = old.iter().map(|entry| leaf_hash(entry)).collect();
+    let mut range = CompactRange::new();
+    range.extend(&leaves);
+    let partial = TileId::new(0, 0, 100).expect("tile id");
+    store
+        .append_batch(&LogBatch {
+            first_index: 0,
+            entries: old,
+            tiles: vec![(partial, encode_tile(&leaves))],
+            state: LogState { size: range.size(), frontier: range.hashes().to_vec() },
+        })
+        .await
+        .expect("batch as an earlier version wrote it");
+    assert_eq!(sequencer::tile_bytes(store.as_ref(), partial).await.expect("tile"), Some(encode_tile(&leaves)));
+
+    let sequencer = Arc::new(Sequencer::start(Arc::clone(&store)).await.expect("resume from the stored partial tile"));
+    for (offset, result) in append_all(&sequencer, entries("this version", 60)).await.into_iter().enumerate() {
+        assert_eq!(result.expect("append").index, LeafIndex(100 + offset as u64));
+    }
+    // 160 entries: the stored row is narrower than the tile now, which is read from the entries.
+    verify_log(store.as_ref(), 160).await;
+    for result in append_all(&sequencer, entries("past the tile", 200)).await {
+        result.expect("append");
+    }
+    Arc::try_unwrap(sequencer).expect("sole owner").close().await;
+    let all = verify_log(store.as_ref(), 360).await;
+    let leaves: Vec<Hash> = all.iter().map(|entry| leaf_hash(entry)).collect();
+    for width in [50, 100, 160, 256] {
+        let tile = TileId::new(0, 0, width).expect("tile id");
+        let expected = encode_tile(&tile_hashes(&leaves, TreeSize(360), TileId::new(0, 0, 256).expect("full")).expect("hashes")[..usize::from(width)]);
+        assert_eq!(sequencer::tile_bytes(store.as_ref(), tile).await.expect("tile"), Some(expected), "tile 0/000 width {width}");
+    }
 }
