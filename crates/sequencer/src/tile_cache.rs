@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use store::LogStore;
+use store::{LogStore, StoreError};
 use tlog::hash::HASH_BYTES;
-use tlog::{Hash, Subtree, TILE_HEIGHT, TILE_WIDTH_MAX, TreeSize, node_hash};
+use tlog::{Hash, Subtree, TILE_HEIGHT, TILE_WIDTH_MAX, TileId, TreeSize, decode_tile, encode_tile, node_hash};
 
 use crate::stored_hashes::{StoredHashError, StoredHashes, TileSpan, perfect_root};
 
@@ -164,6 +164,25 @@ impl TileCache {
             hashes.insert(subtree, hash);
         }
         Ok(StoredHashes::from_map(hashes))
+    }
+
+    /// The bytes of `tile` for the tile endpoint, as [`crate::tile_bytes`] reads them, with
+    /// partial tiles served from (and kept as) the edge prefixes: a level-0 partial tile is
+    /// read back from up to 255 entries, which a client asking for it again and again must
+    /// not make the log do each time.
+    pub async fn tile_bytes(&self, store: &dyn LogStore, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        if !tile.is_partial() {
+            return crate::tile_bytes(store, tile).await;
+        }
+        let (key, width) = ((tile.level(), tile.index()), usize::from(tile.width()));
+        if let Some(prefix) = self.edge(key, width) {
+            return Ok(Some(encode_tile(&prefix[..width])));
+        }
+        let Some(bytes) = crate::tile_bytes(store, tile).await? else { return Ok(None) };
+        if let Ok(hashes) = decode_tile(tile, &bytes) {
+            self.insert_edge(key, hashes);
+        }
+        Ok(Some(bytes))
     }
 
     fn lookup(&self, key: (u8, u64)) -> Option<Arc<TileNodes>> {

@@ -267,7 +267,7 @@ impl RegionLog {
 
     /// The bytes of a hash tile, or `None` beyond the stored tree.
     pub async fn tile(&self, tile: TileId) -> Result<Option<Vec<u8>>, ServiceError> {
-        Ok(sequencer::tile_bytes(self.store.as_ref(), tile).await?)
+        Ok(self.tiles.tile_bytes(self.store.as_ref(), tile).await?)
     }
 
     /// An entry bundle, or `None` when the stored tree does not reach its last entry.

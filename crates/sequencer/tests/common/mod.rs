@@ -674,4 +674,19 @@ pub async fn partial_tiles_an_earlier_version_stored_are_outgrown(store: Arc<dyn
         let expected = encode_tile(&tile_hashes(&leaves, TreeSize(360), TileId::new(0, 0, 256).expect("full")).expect("hashes")[..usize::from(width)]);
         assert_eq!(sequencer::tile_bytes(store.as_ref(), tile).await.expect("tile"), Some(expected), "tile 0/000 width {width}");
     }
+
+    // As the tile endpoint serves it: read back from the entries once, then from the edge
+    // prefix kept, for any width it covers; beyond the log, nothing.
+    let counted = FaultyStore::new(Arc::clone(&store));
+    let cache = TileCache::new();
+    let tile = TileId::new(0, 1, 104).expect("tile id");
+    let expected = encode_tile(&tile_hashes(&leaves, TreeSize(360), tile).expect("hashes"));
+    assert_eq!(cache.tile_bytes(counted.as_ref(), tile).await.expect("tile"), Some(expected.clone()));
+    assert_eq!(counted.tiles_read.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.tile_bytes(counted.as_ref(), tile).await.expect("tile"), Some(expected.clone()));
+    let narrower = TileId::new(0, 1, 10).expect("tile id");
+    assert_eq!(cache.tile_bytes(counted.as_ref(), narrower).await.expect("tile"), Some(expected[..10 * 32].to_vec()));
+    assert_eq!(counted.tiles_read.load(Ordering::SeqCst), 1, "served from the prefix kept");
+    let beyond = TileId::new(0, 1, 105).expect("tile id");
+    assert_eq!(cache.tile_bytes(counted.as_ref(), beyond).await.expect("tile"), None);
 }
