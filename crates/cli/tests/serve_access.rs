@@ -65,6 +65,21 @@ fn configure_witness(data: &Path, vkey: &str) {
     std::fs::write(&path, format!("{head}witness_quorum = 1\n{tables}\n[[witnesses]]\nvkey = \"{vkey}\"\n")).unwrap();
 }
 
+/// Waits until the served checkpoint has not changed for longer than the signing interval
+/// (1 s by default): every entry logged so far is then covered by it.
+fn settle_checkpoint(address: &str) {
+    let (_, mut checkpoint) = http(address, "GET", "/log/us/checkpoint", None, None);
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        let (_, now) = http(address, "GET", "/log/us/checkpoint", None, None);
+        if now == checkpoint {
+            return;
+        }
+        checkpoint = now;
+    }
+    panic!("the checkpoint kept changing: {checkpoint}");
+}
+
 #[test]
 fn an_access_over_the_binary_is_logged_receipted_and_witnessed() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +182,10 @@ fn an_access_over_the_binary_is_logged_receipted_and_witnessed() {
     assert!(!refused_file.exists(), "nothing is written for a refused record");
 
     // A witness audits the log, cosigns and hands the cosignature back; the quorum is met and
-    // an auditor sees the cosigner.
+    // an auditor sees the cosigner. The reports above logged their reads; once the periodic
+    // signer has covered them the checkpoint stays put, so every step below sees the one the
+    // witness cosigns (a later one would carry no cosignature yet).
+    settle_checkpoint(&address);
     let (_, witnesses) = http(&address, "GET", "/v1/log/us/witnesses", None, None);
     assert!(witnesses.contains("\"witnessed\":false"), "{witnesses}");
     let url = format!("http://{address}/log/us");
