@@ -139,10 +139,7 @@ impl TileCache {
             let hash = if span.tile.is_partial() && !full.contains_key(&key) {
                 let width = usize::from(span.tile.width());
                 if !partial.contains_key(&key) {
-                    let prefix = match self.edge(key, width) {
-                        Some(prefix) => prefix,
-                        None => self.insert_edge(key, StoredHashes::read_tile(store, span.tile, subtree, size).await?),
-                    };
+                    let prefix = self.partial_prefix(store, span.tile).await.map_err(StoredHashError::Store)?.ok_or_else(|| span.missing())?;
                     partial.insert(key, prefix);
                 }
                 // The prefix may be wider than the tile is in this tree: only its first `width` count.
@@ -174,15 +171,19 @@ impl TileCache {
         if !tile.is_partial() {
             return crate::tile_bytes(store, tile).await;
         }
+        let width = usize::from(tile.width());
+        Ok(self.partial_prefix(store, tile).await?.map(|prefix| encode_tile(&prefix[..width])))
+    }
+
+    /// The kept prefix of partial `tile` when it is at least as wide, or else the tile read
+    /// from the store and kept; `None` if the log does not hold it.
+    async fn partial_prefix(&self, store: &dyn LogStore, tile: TileId) -> Result<Option<Arc<[Hash]>>, StoreError> {
         let (key, width) = ((tile.level(), tile.index()), usize::from(tile.width()));
         if let Some(prefix) = self.edge(key, width) {
-            return Ok(Some(encode_tile(&prefix[..width])));
+            return Ok(Some(prefix));
         }
         let Some(bytes) = crate::tile_bytes(store, tile).await? else { return Ok(None) };
-        if let Ok(hashes) = decode_tile(tile, &bytes) {
-            self.insert_edge(key, hashes);
-        }
-        Ok(Some(bytes))
+        Ok(decode_tile(tile, &bytes).ok().map(|hashes| self.insert_edge(key, hashes)))
     }
 
     fn lookup(&self, key: (u8, u64)) -> Option<Arc<TileNodes>> {
