@@ -71,11 +71,14 @@ pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
 pub const SQLITE_READERS_IDLE_MAX: usize = 8;
 /// Prepared statements cached per connection; more than the store has, so none is evicted.
 const STATEMENTS_CACHED_MAX: usize = 64;
-/// Bytes of the database file a read connection maps into memory (SQLite's `mmap_size`):
-/// reads of the log's entries and tiles then come straight from the OS page cache instead
-/// of a `read` call and a copy per page. Address space only, shared by all readers; the
-/// writer keeps ordinary I/O.
-pub const SQLITE_READER_MMAP_BYTES: i64 = 1 << 30;
+/// Bytes of the database file a scanning read connection maps into memory (SQLite's
+/// `mmap_size`): scans of the log's entries and tiles then come straight from the OS page
+/// cache instead of a `read` call and a copy per page. Address space only. Point readers and
+/// the writer keep ordinary I/O: in WAL mode a read transaction that finds the database
+/// changed drops the whole mapping (`munmap`, then page faults to map it again), and under
+/// steady writes that is nearly every point read — 3 % of the server's CPU on the access path,
+/// and 15 % more CPU per request in all (docs/PERFORMANCE.md).
+pub const SQLITE_SCAN_READER_MMAP_BYTES: i64 = 1 << 30;
 
 /// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
@@ -238,8 +241,11 @@ pub struct SqliteStore {
 pub(crate) struct Shared {
     path: PathBuf,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-    /// One permit per read connection ([`SQLITE_READERS_IDLE_MAX`]).
+    /// Idle connections for point reads (unmapped).
+    point_readers: Mutex<Vec<Connection>>,
+    /// Idle connections for scans (mapped, [`SQLITE_SCAN_READER_MMAP_BYTES`]).
+    scan_readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection in use, of either kind ([`SQLITE_READERS_IDLE_MAX`]).
     reader_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -323,7 +329,8 @@ impl Shared {
         Ok(Shared {
             path,
             writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            point_readers: Mutex::new(Vec::new()),
+            scan_readers: Mutex::new(Vec::new()),
             reader_slots: Arc::new(tokio::sync::Semaphore::new(SQLITE_READERS_IDLE_MAX)),
         })
     }
@@ -357,7 +364,7 @@ impl Shared {
         let slot = shared.reader_slot().await?;
         run_blocking(move || {
             let _slot = slot;
-            shared.read(work)
+            shared.read(ReaderKind::Scan, work)
         })
         .await
     }
@@ -374,7 +381,7 @@ impl Shared {
         F: FnOnce(&Connection) -> Result<T, StoreError>,
     {
         let _slot = shared.reader_slot().await?;
-        shared.read(work)
+        shared.read(ReaderKind::Point, work)
     }
 
     async fn reader_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
@@ -384,16 +391,20 @@ impl Shared {
             .map_err(|_| StoreError::Io("the read connection pool is closed".to_owned()))
     }
 
-    /// `work` on an idle read connection (or a new one), returned to the pool afterwards.
-    /// The caller holds a reader slot.
-    fn read<T>(&self, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let idle = lock(&self.readers).pop();
+    /// `work` on an idle read connection of `kind` (or a new one), returned to its pool
+    /// afterwards. The caller holds a reader slot.
+    fn read<T>(&self, kind: ReaderKind, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pool = match kind {
+            ReaderKind::Point => &self.point_readers,
+            ReaderKind::Scan => &self.scan_readers,
+        };
+        let idle = lock(pool).pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => open_reader(&self.path)?,
+            None => open_reader(&self.path, kind)?,
         };
         let result = work(&connection);
-        let mut readers = lock(&self.readers);
+        let mut readers = lock(pool);
         if readers.len() < SQLITE_READERS_IDLE_MAX {
             readers.push(connection);
         }
@@ -1073,7 +1084,16 @@ fn configure_writer(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+/// What a read connection is kept for: it decides whether the connection maps the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReaderKind {
+    /// Rows found by key, on the calling task ([`Shared::with_point_reader`]).
+    Point,
+    /// Ranges, on the blocking pool ([`Shared::with_reader`]).
+    Scan,
+}
+
+fn open_reader(path: &Path, kind: ReaderKind) -> Result<Connection, StoreError> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -1083,9 +1103,11 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
         .map_err(sqlite_error)?;
     connection.set_prepared_statement_cache_capacity(STATEMENTS_CACHED_MAX);
-    connection
-        .pragma_update(None, "mmap_size", SQLITE_READER_MMAP_BYTES)
-        .map_err(sqlite_error)?;
+    if kind == ReaderKind::Scan {
+        connection
+            .pragma_update(None, "mmap_size", SQLITE_SCAN_READER_MMAP_BYTES)
+            .map_err(sqlite_error)?;
+    }
     Ok(connection)
 }
 
