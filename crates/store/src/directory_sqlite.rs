@@ -66,7 +66,7 @@ use crate::directory::{
     HR_FACTS_PER_STAFF_MAX, HrFact, ON_CALL_COLUMNS, ON_CALL_PER_STAFF_MAX, OnCall,
     REQUEST_COLUMNS, RequestRow, RequestStatus, STAFF_COLUMNS, StaffRecord, StaffRow,
 };
-use crate::sqlite::{self, Shared, sqlite_error};
+use crate::sqlite::{self, Durability, Shared, sqlite_error};
 use crate::{SqlitePragmas, StoreError};
 
 /// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
@@ -206,7 +206,7 @@ impl SqliteDirectory {
     /// Opens (creating if missing) `<dir>/directory.db` and brings its schema up to date.
     /// Blocks on file IO: call it at startup or from a blocking task.
     pub fn open(dir: &Path) -> Result<SqliteDirectory, StoreError> {
-        let shared = Shared::open(Self::path_for(dir), &MIGRATIONS)?;
+        let shared = Shared::open(Self::path_for(dir), &MIGRATIONS, Durability::Synced)?;
         Ok(SqliteDirectory {
             shared: Arc::new(shared),
         })
@@ -1035,7 +1035,7 @@ mod tests {
         };
         {
             let shared =
-                Shared::open(SqliteDirectory::path_for(dir.path()), &MIGRATIONS[..1]).unwrap();
+                Shared::open(SqliteDirectory::path_for(dir.path()), &MIGRATIONS[..1], Durability::Synced).unwrap();
             let version_1 = SqliteDirectory {
                 shared: Arc::new(shared),
             };

@@ -51,6 +51,12 @@
 //!                  PK (kind, key, entry_index))
 //!     the migration sets subject_index_state.next_index back to 0, so the follower fills
 //!     the timelines of entries indexed before (subject rows it re-adds are no-ops)
+//!
+//! -- version 7: in SQLite the three index tables move out of `<region>.db` into
+//! `<region>.index.db` (its own schema version, [`INDEX_SCHEMA_VERSION`], and
+//! `synchronous=NORMAL`: the index is derived from the log); the migration drops them from
+//! the region database, and the follower rebuilds the index from the log. PostgreSQL keeps
+//! them in the region's schema.
 //! ```
 //!
 //!
@@ -124,7 +130,7 @@ pub use subject_index::{
     SUBJECT_ENTRIES_MAX, SUBJECT_INDEX_BATCH_ROWS_MAX, SubjectIndexBatch, SubjectIndexStore, TIMELINE_BATCH_ROWS_MAX, TIMELINE_BUCKETS_MAX,
     TIMELINE_KEY_BYTES_MAX, TimelineKind, TimelinePoint, TimelineRow,
 };
-pub use sqlite::{SQLITE_BUSY_TIMEOUT_MS, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore};
+pub use sqlite::{INDEX_SCHEMA_VERSION, SQLITE_BUSY_TIMEOUT_MS, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore};
 
 /// Most rows one [`WriteBatch`] may carry (subjects plus values). Also the most keys one
 /// call of [`RegionStore::ensure_data_keys`], [`RegionStore::data_keys`] or
@@ -133,7 +139,7 @@ pub const WRITE_BATCH_ROWS_MAX: usize = 100_000;
 
 /// The schema version this build writes and understands: the number of migrations each
 /// backend carries.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// A subject as stored: metadata only, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]

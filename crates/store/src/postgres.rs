@@ -189,6 +189,12 @@ CREATE TABLE {schema}.timeline_entries (
 
 UPDATE {schema}.subject_index_state SET next_index = 0 WHERE id = 1;
 "#,
+    // Version 7 moved SQLite's per-subject index into a file of its own, so that its commits
+    // stop queueing behind the log's on SQLite's one writer. PostgreSQL has no such writer:
+    // its index stays in the region's schema, unchanged.
+    r#"
+SELECT 1;
+"#,
 ];
 
 /// One region's data in one PostgreSQL schema. Cheap to clone; clones share the pool.

@@ -1,4 +1,8 @@
-//! The embedded backend: one SQLite database file per region, `<dir>/<region>.db`.
+//! The embedded backend: one SQLite database file per region, `<dir>/<region>.db`, and
+//! beside it `<dir>/<region>.index.db`, the per-subject index and timelines the follower
+//! derives from the log. The index has a file of its own because SQLite has one writer per
+//! file: in the region's file, each indexing step held the writer the log's commits need,
+//! and indexing cost 30 µs of CPU per access request (docs/PERFORMANCE.md).
 //!
 //! Schema (see the crate docs for the meaning of each column):
 //!
@@ -189,7 +193,42 @@ CREATE TABLE timeline_entries (
 
 UPDATE subject_index_state SET next_index = 0 WHERE id = 1;
 "#,
+    // Version 7: the index moves to its own file (INDEX_MIGRATIONS), where its commits no
+    // longer wait for, nor hold up, the log's; it is rebuilt there from the log.
+    r#"
+DROP TABLE timeline_entries;
+DROP TABLE subject_entries;
+DROP TABLE subject_index_state;
+"#,
 ];
+
+/// Schema versions of a region's index file (`<region>.index.db`).
+pub const INDEX_SCHEMA_VERSION: i64 = 1;
+
+/// Ordered migrations of the index file: the tables schema versions 5 and 6 of the region
+/// database held until version 7.
+const INDEX_MIGRATIONS: [&str; INDEX_SCHEMA_VERSION as usize] = [r#"
+CREATE TABLE subject_entries (
+    subject_id TEXT NOT NULL,
+    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
+    PRIMARY KEY (subject_id, entry_index)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE subject_index_state (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    next_index INTEGER NOT NULL CHECK (next_index >= 0)
+) STRICT;
+
+INSERT INTO subject_index_state (id, next_index) VALUES (1, 0);
+
+CREATE TABLE timeline_entries (
+    kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3, 4)),
+    key TEXT NOT NULL,
+    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, key, entry_index)
+) STRICT, WITHOUT ROWID;
+"#];
 
 const SELECT_SUBJECT_STATE: &str = "SELECT erased_at_ms FROM subjects WHERE id = ?1";
 const SELECT_SUBJECT: &str = "SELECT id, labels, staff_id, created_at_ms, updated_at_ms, erased_at_ms \
@@ -236,6 +275,9 @@ pub struct SqlitePragmas {
 pub struct SqliteStore {
     region: RegionId,
     shared: Arc<Shared>,
+    /// The per-subject access index and the timelines, in their own file
+    /// ([`SqliteStore::index_path_for`]).
+    index: Arc<Shared>,
 }
 
 pub(crate) struct Shared {
@@ -263,16 +305,20 @@ impl SqliteStore {
     /// Opens (creating if missing) `<dir>/<region>.db` and brings its schema up to date.
     /// Blocks on file IO: call it at startup or from a blocking task.
     pub fn open(dir: &Path, region: RegionId) -> Result<SqliteStore, StoreError> {
-        let path = Self::path_for(dir, &region);
-        Ok(SqliteStore {
-            region,
-            shared: Arc::new(Shared::open(path, &MIGRATIONS)?),
-        })
+        let shared = Arc::new(Shared::open(Self::path_for(dir, &region), &MIGRATIONS, Durability::Synced)?);
+        let index = Arc::new(Shared::open(Self::index_path_for(dir, &region), &INDEX_MIGRATIONS, Durability::Derived)?);
+        Ok(SqliteStore { region, shared, index })
     }
 
     /// Where [`SqliteStore::open`] keeps a region's database in `dir`.
     pub fn path_for(dir: &Path, region: &RegionId) -> PathBuf {
         dir.join(format!("{}.db", region.as_str()))
+    }
+
+    /// Where [`SqliteStore::open`] keeps a region's per-subject index and timelines in
+    /// `dir`: derived from the log, so a lost or deleted file is rebuilt from it.
+    pub fn index_path_for(dir: &Path, region: &RegionId) -> PathBuf {
+        dir.join(format!("{}.index.db", region.as_str()))
     }
 
     pub fn path(&self) -> &Path {
@@ -283,6 +329,11 @@ impl SqliteStore {
     pub async fn pragmas(&self) -> Result<SqlitePragmas, StoreError> {
         self.with_writer(|connection| read_pragmas(connection))
             .await
+    }
+
+    /// The settings of the index file's writer connection ([`SqliteStore::index_path_for`]).
+    pub async fn index_pragmas(&self) -> Result<SqlitePragmas, StoreError> {
+        Shared::with_writer(&self.index, |connection| read_pragmas(connection)).await
     }
 
     /// The schema version recorded in the database.
@@ -318,13 +369,13 @@ impl Shared {
     /// Opens (creating it and its directory if missing) the database at `path` with the documented connection
     /// settings and applies `migrations` (index `i` brings the schema from version `i` to
     /// `i + 1`). Shared with the directory database.
-    pub(crate) fn open(path: PathBuf, migrations: &[&str]) -> Result<Shared, StoreError> {
+    pub(crate) fn open(path: PathBuf, migrations: &[&str], durability: Durability) -> Result<Shared, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|error| StoreError::Io(format!("create {}: {error}", dir.display())))?;
         }
         let mut writer = Connection::open(&path).map_err(sqlite_error)?;
-        configure_writer(&writer)?;
+        configure_writer(&writer, durability)?;
         migrate(&mut writer, migrations)?;
         Ok(Shared {
             path,
@@ -1059,7 +1110,19 @@ fn write_batch(
     Ok(plan.outcome(subjects_created, values_added))
 }
 
-fn configure_writer(connection: &Connection) -> Result<(), StoreError> {
+/// How much a database's commits must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// `synchronous=FULL`: an acknowledged commit survives a power loss.
+    Synced,
+    /// `synchronous=NORMAL`: for data derived from a synced database and rebuilt from it
+    /// (the per-subject index follows the log). A power loss can take the last commits, never
+    /// half of one: the follower's cursor goes back with its rows, and it indexes those
+    /// entries again.
+    Derived,
+}
+
+fn configure_writer(connection: &Connection, durability: Durability) -> Result<(), StoreError> {
     connection
         .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
         .map_err(sqlite_error)?;
@@ -1072,8 +1135,12 @@ fn configure_writer(connection: &Connection) -> Result<(), StoreError> {
             "journal mode is {journal_mode}, expected wal"
         )));
     }
+    let synchronous = match durability {
+        Durability::Synced => "FULL",
+        Durability::Derived => "NORMAL",
+    };
     for (name, value) in [
-        ("synchronous", "FULL"),
+        ("synchronous", synchronous),
         ("secure_delete", "ON"),
         ("foreign_keys", "ON"),
     ] {
@@ -1306,13 +1373,13 @@ pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
 #[async_trait]
 impl SubjectIndexStore for SqliteStore {
     async fn subject_index_cursor(&self) -> Result<u64, StoreError> {
-        self.with_reader(|connection| select_subject_index_cursor(connection)).await
+        Shared::with_reader(&self.index, |connection| select_subject_index_cursor(connection)).await
     }
 
     async fn index_subjects(&self, batch: &SubjectIndexBatch) -> Result<(), StoreError> {
         subject_index::check_index_batch(batch)?;
         let batch = batch.clone();
-        self.with_writer(move |connection| {
+        Shared::with_writer(&self.index, move |connection| {
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
             let stored = select_subject_index_cursor(&transaction)?;
             if stored != batch.from {
@@ -1349,7 +1416,7 @@ impl SubjectIndexStore for SqliteStore {
     async fn subject_entries(&self, subject: &SubjectId, from: u64, below: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         subject_index::check_entries_limit(limit)?;
         let (subject, from, below, limit) = (subject.to_string(), log::to_i64(from)?, log::to_i64(below)?, log::to_i64(limit as u64)?);
-        self.with_reader(move |connection| {
+        Shared::with_reader(&self.index, move |connection| {
             let mut select = connection
                 .prepare_cached(
                     "SELECT entry_index FROM subject_entries WHERE subject_id = ?1 AND entry_index >= ?4 AND entry_index < ?2 \
@@ -1365,7 +1432,7 @@ impl SubjectIndexStore for SqliteStore {
     async fn timeline(&self, kind: TimelineKind, key: &str, below: u64, limit: usize) -> Result<Vec<TimelinePoint>, StoreError> {
         subject_index::check_entries_limit(limit)?;
         let (key, below, limit) = (key.to_owned(), log::to_i64(below)?, log::to_i64(limit as u64)?);
-        self.with_reader(move |connection| {
+        Shared::with_reader(&self.index, move |connection| {
             let mut select = connection
                 .prepare_cached(
                     "SELECT entry_index, at_ms FROM timeline_entries WHERE kind = ?1 AND key = ?2 AND entry_index < ?3 \
@@ -1387,8 +1454,7 @@ impl SubjectIndexStore for SqliteStore {
     async fn timeline_activity(&self, kind: TimelineKind, key: &str, bucket_ms: i64) -> Result<Vec<(i64, u64)>, StoreError> {
         subject_index::check_bucket(bucket_ms)?;
         let key = key.to_owned();
-        let buckets = self
-            .with_reader(move |connection| {
+        let buckets = Shared::with_reader(&self.index, move |connection| {
                 // Integer division truncates toward zero; shift negative times so buckets start
                 // at multiples of bucket_ms for them too.
                 let mut select = connection
@@ -1414,7 +1480,7 @@ impl SubjectIndexStore for SqliteStore {
 
     async fn timeline_next_key(&self, kind: TimelineKind, after: &str) -> Result<Option<String>, StoreError> {
         let after = after.to_owned();
-        self.with_reader(move |connection| {
+        Shared::with_reader(&self.index, move |connection| {
             let mut select = connection
                 .prepare_cached("SELECT key FROM timeline_entries WHERE kind = ?1 AND key > ?2 ORDER BY key LIMIT 1")
                 .map_err(sqlite_error)?;

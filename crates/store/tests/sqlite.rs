@@ -8,7 +8,7 @@ use model::{FieldKind, RegionId, SubjectId};
 use store::conformance;
 use store::{
     RegionStore, SCHEMA_VERSION, SealedValue, SqlitePragmas, SqliteStore, StoreError, StoredKey,
-    SubjectUpsert, WriteBatch,
+    SubjectIndexBatch, SubjectIndexStore, SubjectUpsert, WriteBatch,
 };
 
 fn region(name: &str) -> RegionId {
@@ -181,4 +181,69 @@ fn files_contain(dir: &Path, needle: &[u8]) -> bool {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         bytes.windows(needle.len()).any(|window| window == needle)
     })
+}
+
+/// The tables of `path` (the `sqlite_` internals and the migrations table left out).
+fn tables(path: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut select = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != 'schema_migrations' ORDER BY name")
+        .unwrap();
+    select.query_map([], |row| row.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+}
+
+async fn index_two(store: &SqliteStore, from: u64) {
+    let batch = SubjectIndexBatch { from, to: from + 2, rows: vec![(subject("ada"), from), (subject("bo"), from + 1)], timeline: Vec::new() };
+    store.index_subjects(&batch).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_subject_index_lives_in_a_file_of_its_own_that_a_version_6_database_hands_over_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let region_path = SqliteStore::path_for(dir.path(), &region("eu"));
+    let index_path = SqliteStore::index_path_for(dir.path(), &region("eu"));
+    assert_eq!(index_path, dir.path().join("eu.index.db"));
+    let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
+    index_two(&store, 0).await;
+    let index_tables = ["subject_entries", "subject_index_state", "timeline_entries"];
+    assert_eq!(tables(&index_path), index_tables, "the index file holds the index");
+    assert!(tables(&region_path).iter().all(|table| !index_tables.contains(&table.as_str())), "{:?}", tables(&region_path));
+    // Derived data: its commits need not reach the disk one by one (NORMAL), the region's do (FULL).
+    assert_eq!(store.index_pragmas().await.unwrap().synchronous, 1);
+    assert_eq!(store.pragmas().await.unwrap().synchronous, 2);
+    drop(store);
+
+    // A database written by schema version 6 held the index in the region's file.
+    let connection = rusqlite::Connection::open(&region_path).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE subject_entries (subject_id TEXT NOT NULL, entry_index INTEGER NOT NULL, PRIMARY KEY (subject_id, entry_index)) STRICT, WITHOUT ROWID;
+             CREATE TABLE subject_index_state (id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), next_index INTEGER NOT NULL) STRICT;
+             INSERT INTO subject_index_state (id, next_index) VALUES (1, 40);
+             INSERT INTO subject_entries (subject_id, entry_index) VALUES ('ada', 39);
+             CREATE TABLE timeline_entries (kind INTEGER NOT NULL, key TEXT NOT NULL, entry_index INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (kind, key, entry_index)) STRICT, WITHOUT ROWID;
+             DELETE FROM schema_migrations WHERE version = 7;",
+        )
+        .unwrap();
+    drop(connection);
+    let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert!(tables(&region_path).iter().all(|table| !index_tables.contains(&table.as_str())), "version 7 drops the old tables");
+    assert_eq!(store.subject_index_cursor().await.unwrap(), 2, "the index file is the one read");
+    assert_eq!(store.subject_entries(&subject("ada"), 0, 100, 100).await.unwrap(), vec![0]);
+    drop(store);
+
+    // The index is derived from the log: a deleted file comes back empty, for the follower
+    // to fill from the log again.
+    for suffix in ["", "-wal", "-shm"] {
+        let path = dir.path().join(format!("eu.index.db{suffix}"));
+        if path.exists() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
+    assert_eq!(store.subject_index_cursor().await.unwrap(), 0);
+    assert!(store.subject_entries(&subject("ada"), 0, 100, 100).await.unwrap().is_empty());
+    index_two(&store, 0).await;
+    assert_eq!(store.subject_entries(&subject("bo"), 0, 100, 100).await.unwrap(), vec![1]);
 }
