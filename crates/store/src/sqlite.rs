@@ -84,6 +84,42 @@ const STATEMENTS_CACHED_MAX: usize = 64;
 /// and 15 % more CPU per request in all (docs/PERFORMANCE.md).
 pub const SQLITE_SCAN_READER_MMAP_BYTES: i64 = 1 << 30;
 
+/// The per-subject index's tables and cursor (region schema version 5; the index file's
+/// version 1), as a literal for `concat!`.
+macro_rules! subject_entries_tables {
+    () => {
+        r#"
+CREATE TABLE subject_entries (
+    subject_id TEXT NOT NULL,
+    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
+    PRIMARY KEY (subject_id, entry_index)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE subject_index_state (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    next_index INTEGER NOT NULL CHECK (next_index >= 0)
+) STRICT;
+
+INSERT INTO subject_index_state (id, next_index) VALUES (1, 0);
+"#
+    };
+}
+
+/// The timelines' table (region schema version 6; the index file's version 1).
+macro_rules! timeline_entries_table {
+    () => {
+        r#"
+CREATE TABLE timeline_entries (
+    kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3, 4)),
+    key TEXT NOT NULL,
+    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, key, entry_index)
+) STRICT, WITHOUT ROWID;
+"#
+    };
+}
+
 /// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     r#"
@@ -168,31 +204,8 @@ CREATE TABLE blind_index (
 
 CREATE INDEX blind_index_subject ON blind_index (subject_id);
 "#,
-    r#"
-CREATE TABLE subject_entries (
-    subject_id TEXT NOT NULL,
-    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
-    PRIMARY KEY (subject_id, entry_index)
-) STRICT, WITHOUT ROWID;
-
-CREATE TABLE subject_index_state (
-    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-    next_index INTEGER NOT NULL CHECK (next_index >= 0)
-) STRICT;
-
-INSERT INTO subject_index_state (id, next_index) VALUES (1, 0);
-"#,
-    r#"
-CREATE TABLE timeline_entries (
-    kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3, 4)),
-    key TEXT NOT NULL,
-    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
-    at_ms INTEGER NOT NULL,
-    PRIMARY KEY (kind, key, entry_index)
-) STRICT, WITHOUT ROWID;
-
-UPDATE subject_index_state SET next_index = 0 WHERE id = 1;
-"#,
+    subject_entries_tables!(),
+    concat!(timeline_entries_table!(), "\nUPDATE subject_index_state SET next_index = 0 WHERE id = 1;\n"),
     // Version 7: the index moves to its own file (INDEX_MIGRATIONS), where its commits no
     // longer wait for, nor hold up, the log's; it is rebuilt there from the log.
     r#"
@@ -207,28 +220,7 @@ pub const INDEX_SCHEMA_VERSION: i64 = 1;
 
 /// Ordered migrations of the index file: the tables schema versions 5 and 6 of the region
 /// database held until version 7.
-const INDEX_MIGRATIONS: [&str; INDEX_SCHEMA_VERSION as usize] = [r#"
-CREATE TABLE subject_entries (
-    subject_id TEXT NOT NULL,
-    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
-    PRIMARY KEY (subject_id, entry_index)
-) STRICT, WITHOUT ROWID;
-
-CREATE TABLE subject_index_state (
-    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-    next_index INTEGER NOT NULL CHECK (next_index >= 0)
-) STRICT;
-
-INSERT INTO subject_index_state (id, next_index) VALUES (1, 0);
-
-CREATE TABLE timeline_entries (
-    kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3, 4)),
-    key TEXT NOT NULL,
-    entry_index INTEGER NOT NULL CHECK (entry_index >= 0),
-    at_ms INTEGER NOT NULL,
-    PRIMARY KEY (kind, key, entry_index)
-) STRICT, WITHOUT ROWID;
-"#];
+const INDEX_MIGRATIONS: [&str; INDEX_SCHEMA_VERSION as usize] = [concat!(subject_entries_tables!(), timeline_entries_table!())];
 
 const SELECT_SUBJECT_STATE: &str = "SELECT erased_at_ms FROM subjects WHERE id = ?1";
 const SELECT_SUBJECT: &str = "SELECT id, labels, staff_id, created_at_ms, updated_at_ms, erased_at_ms \
