@@ -51,8 +51,20 @@ impl RegionLog {
     /// cursor reached: every entry below it is indexed.
     pub async fn index_subjects_to(&self, target: u64) -> Result<u64, ServiceError> {
         let index = self.subject_index()?;
-        let target = target.min(self.size().await?);
+        let size = self.size().await?;
+        let target = target.min(size);
         let mut cursor = index.subject_index_cursor().await?;
+        if cursor > size {
+            // In SQLite the index is a file of its own: a region database restored from a
+            // backup without it meets an index of a longer log. Its rows would point at
+            // entries this log does not hold, or holds with other contents.
+            return Err(ServiceError::Log(format!(
+                "the subject index of region {} covers {cursor} log entries but the log holds {size}: it was not built \
+                 from this log (a database restored without its index?); with SQLite, delete {}.index.db to rebuild it",
+                self.region(),
+                self.region()
+            )));
+        }
         while cursor < target {
             let end = target.min(cursor + SUBJECT_INDEX_STEP_ENTRIES_MAX);
             let entries = self.canonical_entries(cursor, end).await?;

@@ -75,3 +75,27 @@ async fn the_index_is_complete_idempotent_and_exact_under_racing_followers_on_po
     let Some(t) = postgres_vault(None, None).await else { return };
     the_index_is_complete_idempotent_and_exact_under_racing_followers(t).await;
 }
+
+/// An index ahead of its log (a region database restored from a backup without its index
+/// file) is refused with what to do, not read.
+async fn an_index_ahead_of_its_log_is_refused(t: TestVault) {
+    accesses(&t).await;
+    let log = t.vault.log(&t.region).unwrap();
+    let size = log.size().await.unwrap();
+    let index = log.subject_index().unwrap();
+    index.index_subjects(&store::SubjectIndexBatch { from: 0, to: size + 5, rows: Vec::new(), timeline: Vec::new() }).await.unwrap();
+    let error = log.index_subjects_to(u64::MAX).await.unwrap_err().to_string();
+    assert!(error.contains(&format!("covers {} log entries but the log holds {size}", size + 5)), "{error}");
+    assert!(error.contains(&format!("delete {}.index.db", t.region)), "{error}");
+}
+
+#[tokio::test]
+async fn an_index_ahead_of_its_log_is_refused_on_sqlite() {
+    an_index_ahead_of_its_log_is_refused(sqlite_vault(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_ahead_of_its_log_is_refused_on_postgres() {
+    let Some(t) = postgres_vault(None, None).await else { return };
+    an_index_ahead_of_its_log_is_refused(t).await;
+}

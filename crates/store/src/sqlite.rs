@@ -1,8 +1,9 @@
 //! The embedded backend: one SQLite database file per region, `<dir>/<region>.db`, and
 //! beside it `<dir>/<region>.index.db`, the per-subject index and timelines the follower
 //! derives from the log. The index has a file of its own because SQLite has one writer per
-//! file: in the region's file, each indexing step held the writer the log's commits need,
-//! and indexing cost 30 µs of CPU per access request (docs/PERFORMANCE.md).
+//! file: in the region's file, each indexing step held the writer the log's commits need.
+//! Restore both files together, or restore `<region>.db` alone and delete the index: the
+//! follower refuses an index that covers more entries than the log holds.
 //!
 //! Schema (see the crate docs for the meaning of each column):
 //!
@@ -294,8 +295,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) `<dir>/<region>.db` and brings its schema up to date.
-    /// Blocks on file IO: call it at startup or from a blocking task.
+    /// Opens (creating if missing) `<dir>/<region>.db` and `<dir>/<region>.index.db` and
+    /// brings their schemas up to date. Blocks on file IO: call it at startup or from a
+    /// blocking task.
     pub fn open(dir: &Path, region: RegionId) -> Result<SqliteStore, StoreError> {
         let shared = Arc::new(Shared::open(Self::path_for(dir, &region), &MIGRATIONS, Durability::Synced)?);
         let index = Arc::new(Shared::open(Self::index_path_for(dir, &region), &INDEX_MIGRATIONS, Durability::Derived)?);
