@@ -149,10 +149,13 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
     let inputs: Vec<AccessInput> = (0..SUBJECTS).map(ask).collect();
     let runtime = tokio::runtime::Handle::current();
     let started = Instant::now();
+    // Each request's task sends its outcome and ends: holding every task's handle until the
+    // run is over would keep all their memory, and the pages it grows into cost the bench
+    // (not the server) a page fault each.
+    let (outcomes, mut received) = tokio::sync::mpsc::unbounded_channel::<(Duration, bool)>();
     let generator = {
         let (gate, agent, subjects, scheduled_at) = (Arc::clone(&gate), Arc::clone(&agent), subjects.clone(), Arc::clone(&scheduled_at));
         std::thread::spawn(move || {
-            let mut tasks = Vec::with_capacity(total as usize);
             for index in 0..total {
                 let scheduled = started + interval * index as u32;
                 if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
@@ -167,23 +170,23 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
                     input.id = Some(id.clone());
                     scheduled_at.lock().unwrap().insert(id, scheduled);
                 }
-                let (gate, agent): (Arc<Gate>, Arc<Caller>) = (Arc::clone(&gate), Arc::clone(&agent));
-                tasks.push(runtime.spawn(async move {
+                let (gate, agent, outcomes): (Arc<Gate>, Arc<Caller>, _) = (Arc::clone(&gate), Arc::clone(&agent), outcomes.clone());
+                runtime.spawn(async move {
                     let answer = gate.access(&agent, &input).await;
-                    (scheduled.elapsed(), answer.is_ok())
-                }));
+                    // The receiver outlives every sender.
+                    let _ = outcomes.send((scheduled.elapsed(), answer.is_ok()));
+                });
             }
-            tasks
         })
     };
-    let tasks = tokio::task::spawn_blocking(move || generator.join().unwrap()).await.unwrap();
     let mut latencies = Vec::with_capacity(total as usize);
     let mut failures = 0;
-    for task in tasks {
-        let (latency, ok) = task.await.unwrap();
+    while latencies.len() < total as usize {
+        let (latency, ok) = received.recv().await.expect("a request's task ended without its outcome");
         latencies.push(latency);
         failures += usize::from(!ok);
     }
+    tokio::task::spawn_blocking(move || generator.join().unwrap()).await.unwrap();
     let elapsed = started.elapsed();
     latencies.sort();
     let quantile = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
