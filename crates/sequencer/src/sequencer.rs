@@ -104,6 +104,16 @@ impl Sequencer {
     }
 }
 
+/// Moves what is queued into `batch`, up to [`BATCH_ENTRIES_MAX`] entries.
+fn drain(receiver: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    while batch.len() < BATCH_ENTRIES_MAX {
+        match receiver.try_recv() {
+            Ok(pending) => batch.push(pending),
+            Err(_) => break,
+        }
+    }
+}
+
 async fn run(
     store: Arc<dyn LogStore>,
     mut integration: Option<Integration>,
@@ -112,12 +122,14 @@ async fn run(
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
-        while batch.len() < BATCH_ENTRIES_MAX {
-            match receiver.try_recv() {
-                Ok(pending) => batch.push(pending),
-                Err(_) => break,
-            }
-        }
+        drain(&mut receiver, &mut batch);
+        // One turn for the tasks already runnable before the batch is sealed: under load
+        // they are requests a few microseconds from their own append, and each one that
+        // joins this batch is a commit (and its fsync, about 60 µs of kernel CPU on this
+        // machine class) less. With nothing else runnable the yield returns at once.
+        // Measured over HTTP: 8 to 13 % less server CPU per request (docs/PERFORMANCE.md).
+        tokio::task::yield_now().await;
+        drain(&mut receiver, &mut batch);
         let current = match integration.take() {
             Some(current) => current,
             None => match Integration::load(store.as_ref()).await {
