@@ -48,7 +48,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use model::StaffId;
@@ -70,6 +70,11 @@ use crate::sqlite::{self, Durability, Shared, sqlite_error};
 use crate::{SqlitePragmas, StoreError};
 
 /// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
+/// The point reads every access request makes, their SQL built once (not per call, as the
+/// statement cache's key).
+static SELECT_STAFF: LazyLock<String> = LazyLock::new(|| format!("SELECT {STAFF_COLUMNS} FROM staff WHERE id = ?1"));
+static SELECT_CASE: LazyLock<String> = LazyLock::new(|| format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"));
+
 const MIGRATIONS: [&str; DIRECTORY_SCHEMA_VERSION as usize] = [
     r#"
 CREATE TABLE staff (
@@ -263,7 +268,7 @@ impl DirectoryStore for SqliteDirectory {
         let id = id.clone();
         Shared::with_point_reader(&self.shared, move |connection| {
             let row = connection
-                .prepare_cached(&format!("SELECT {STAFF_COLUMNS} FROM staff WHERE id = ?1"))
+                .prepare_cached(&SELECT_STAFF)
                 .map_err(sqlite_error)?
                 .query_row([id.as_str()], |row| {
                     Ok(StaffRow {
@@ -460,7 +465,7 @@ impl DirectoryStore for SqliteDirectory {
         let id = id.to_owned();
         Shared::with_point_reader(&self.shared, move |connection| {
             let row = connection
-                .prepare_cached(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"))
+                .prepare_cached(&SELECT_CASE)
                 .map_err(sqlite_error)?
                 .query_row([id], |row| {
                     Ok(CaseRow {
