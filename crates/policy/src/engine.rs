@@ -2,8 +2,9 @@
 //! decides one (subject, field) at a time by walking the field's view ladder.
 //!
 //! Cedar evaluates every policy of a set on every request (about 1.1 µs each here), so the
-//! engine keeps one small `PolicySet` per (action, purpose): the common policies that apply
-//! to the action plus the policies annotated `@purpose("<that purpose>")`.
+//! engine keeps one small `PolicySet` per (kind of actor, action, purpose): the common
+//! policies whose scope admits the actor's kind (`principal is Custos::Staff` never meets a
+//! machine) and the action, plus the policies annotated `@purpose("<that purpose>")`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::str::FromStr;
 
 use cedar_policy::{
     ActionConstraint, AuthorizationError, Authorizer, Decision as CedarDecision, Effect, Policy,
-    PolicyId, PolicySet, Schema, ValidationMode, Validator,
+    PolicyId, PolicySet, PrincipalConstraint, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use model::View;
@@ -19,7 +20,7 @@ use model::View;
 use crate::error::{PolicyError, SourceLocation};
 use crate::facts::{CedarNames, RequestFacts};
 use crate::source::{DEFAULT_SOURCES, SCHEMA_TEXT, read_policy_dir};
-use crate::{AccessQuery, Action, ApprovalKind, Approvals, Decision, Outcome};
+use crate::{AccessQuery, Action, ActorKind, ApprovalKind, Approvals, Decision, Outcome};
 
 /// Longest `@id`, in bytes: ids travel in every decision and log entry.
 pub const POLICY_ID_BYTES_MAX: usize = 64;
@@ -43,10 +44,10 @@ pub struct PolicyEngine {
     /// Facts about each policy by id, in load order.
     policies: Vec<PolicyFacts>,
     index: HashMap<String, usize>,
-    /// Per action (by `Action::index`): the policies without `@purpose`.
-    common: [PolicySet; 4],
-    /// Per purpose, per action: common policies plus that purpose's.
-    by_purpose: HashMap<String, [PolicySet; 4]>,
+    /// Per kind of actor and action: the policies without `@purpose`.
+    common: Slices,
+    /// Per purpose: common policies plus that purpose's.
+    by_purpose: HashMap<String, Slices>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -130,15 +131,11 @@ impl PolicyEngine {
         }
         validate(&schema, &all, &files)?;
 
-        let mut common: [PolicySet; 4] = Default::default();
+        let mut common = Slices::default();
         let mut purpose_policies: HashMap<String, Vec<&Policy>> = HashMap::new();
         for (policy, purpose, _) in &loaded {
             match purpose {
-                None => {
-                    for action in actions_of(&names, policy) {
-                        add(&mut common[action.index()], policy)?;
-                    }
-                }
+                None => common.add(&names, policy)?,
                 Some(purpose) => purpose_policies
                     .entry(purpose.clone())
                     .or_default()
@@ -147,13 +144,11 @@ impl PolicyEngine {
         }
         let mut by_purpose = HashMap::new();
         for (purpose, policies) in purpose_policies {
-            let mut sets = common.clone();
+            let mut slices = common.clone();
             for policy in policies {
-                for action in actions_of(&names, policy) {
-                    add(&mut sets[action.index()], policy)?;
-                }
+                slices.add(&names, policy)?;
             }
-            by_purpose.insert(purpose, sets);
+            by_purpose.insert(purpose, slices);
         }
         let policies: Vec<PolicyFacts> = loaded.into_iter().map(|(_, _, facts)| facts).collect();
         let index = policies
@@ -181,7 +176,7 @@ impl PolicyEngine {
                 return deny_with(Vec::new(), vec![format!("invalid request: {message}")]);
             }
         };
-        let set = self.slice(query.action, query.purpose);
+        let set = self.slice(query.actor.kind, query.action, query.purpose);
         let (field, tries) = match query.field {
             None => (String::new(), vec![None]),
             Some((kind, asked)) => {
@@ -338,7 +333,7 @@ impl PolicyEngine {
         }
         let mut found = BTreeSet::new();
         for sets in self.by_purpose.values().chain(std::iter::once(&self.common)) {
-            for policy in sets.iter().flat_map(PolicySet::policies) {
+            for policy in sets.all().flat_map(PolicySet::policies) {
                 // A policy that cannot be written as JSON names nothing this can read.
                 if let Ok(json) = policy.to_json() {
                     walk(&json, var, attr, &mut found);
@@ -363,9 +358,17 @@ impl PolicyEngine {
         SCHEMA_TEXT
     }
 
-    /// The number of policies Cedar meets for a request with this action and purpose.
-    pub fn slice_len(&self, action: Action, purpose: &str) -> usize {
-        self.slice(action, purpose).policies().count()
+    /// The number of policies Cedar meets for a request by this kind of actor with this
+    /// action and purpose.
+    pub fn slice_len(&self, kind: ActorKind, action: Action, purpose: &str) -> usize {
+        self.slice(kind, action, purpose).policies().count()
+    }
+
+    /// The ids of those policies, sorted.
+    pub fn slice_ids(&self, kind: ActorKind, action: Action, purpose: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self.slice(kind, action, purpose).policies().map(|policy| policy.id().to_string()).collect();
+        ids.sort();
+        ids
     }
 
     /// Denied: every forbid that fired at any view tried, in the order met.
@@ -390,11 +393,8 @@ impl PolicyEngine {
         deny_with(policies, reasons)
     }
 
-    fn slice(&self, action: Action, purpose: &str) -> &PolicySet {
-        match self.by_purpose.get(purpose) {
-            Some(sets) => &sets[action.index()],
-            None => &self.common[action.index()],
-        }
+    fn slice(&self, kind: ActorKind, action: Action, purpose: &str) -> &PolicySet {
+        self.by_purpose.get(purpose).unwrap_or(&self.common).get(kind, action)
     }
 
     fn facts(&self, id: &str) -> Option<&PolicyFacts> {
@@ -527,6 +527,44 @@ fn add(set: &mut PolicySet, policy: &Policy) -> Result<(), PolicyError> {
             id: policy.id().to_string(),
             message: error.to_string(),
         })
+}
+
+/// One `PolicySet` per (kind of actor, action).
+#[derive(Debug, Clone, Default)]
+struct Slices([[PolicySet; 4]; 2]);
+
+impl Slices {
+    /// Adds `policy` to every slice its scope admits.
+    fn add(&mut self, names: &CedarNames, policy: &Policy) -> Result<(), PolicyError> {
+        for kind in kinds_of(names, policy) {
+            for action in actions_of(names, policy) {
+                add(&mut self.0[kind.index()][action.index()], policy)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, kind: ActorKind, action: Action) -> &PolicySet {
+        &self.0[kind.index()][action.index()]
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PolicySet> {
+        self.0.iter().flatten()
+    }
+}
+
+/// The kinds of actor a policy's scope admits: the one its principal's type names
+/// (`principal is`, `==`), else both.
+fn kinds_of(names: &CedarNames, policy: &Policy) -> Vec<ActorKind> {
+    let type_name = match policy.principal_constraint() {
+        PrincipalConstraint::Is(type_name) | PrincipalConstraint::IsIn(type_name, _) => Some(type_name),
+        PrincipalConstraint::Eq(uid) => Some(uid.type_name().clone()),
+        PrincipalConstraint::Any | PrincipalConstraint::In(_) => None,
+    };
+    match type_name.and_then(|type_name| names.actor_kind_of(&type_name)) {
+        Some(kind) => vec![kind],
+        None => ActorKind::ALL.to_vec(),
+    }
 }
 
 /// The actions a policy's scope admits.

@@ -47,6 +47,17 @@ impl CedarNames {
         &self.actions[action.index()]
     }
 
+    /// The kind of actor a principal type is (`None` for a type that is neither).
+    pub(crate) fn actor_kind_of(&self, type_name: &EntityTypeName) -> Option<ActorKind> {
+        if *type_name == self.staff {
+            Some(ActorKind::Staff)
+        } else if *type_name == self.machine {
+            Some(ActorKind::Machine)
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn action_of(&self, uid: &EntityUid) -> Option<Action> {
         Action::ALL
             .into_iter()

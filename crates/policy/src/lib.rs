@@ -50,6 +50,17 @@ pub enum ActorKind {
     Machine,
 }
 
+impl ActorKind {
+    pub const ALL: [ActorKind; 2] = [ActorKind::Staff, ActorKind::Machine];
+
+    fn index(self) -> usize {
+        match self {
+            ActorKind::Staff => 0,
+            ActorKind::Machine => 1,
+        }
+    }
+}
+
 /// The subject whose data is asked for: where it lives and how it is protected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectFacts {

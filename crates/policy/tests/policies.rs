@@ -333,16 +333,34 @@ fn unknown_purpose_meets_only_the_common_rules_and_is_denied() {
 #[test]
 fn every_request_meets_few_policies() {
     let engine = engine();
-    for action in Action::ALL {
-        for purpose in PURPOSES.iter().copied().chain(["unknown"]) {
-            let count = engine.slice_len(action, purpose);
-            assert!(
-                count <= SLICE_POLICIES_MAX,
-                "{action}/{purpose}: {count} policies"
-            );
+    for kind in ActorKind::ALL {
+        for action in Action::ALL {
+            for purpose in PURPOSES.iter().copied().chain(["unknown"]) {
+                let count = engine.slice_len(kind, action, purpose);
+                assert!(
+                    count <= SLICE_POLICIES_MAX,
+                    "{kind:?}/{action}/{purpose}: {count} policies"
+                );
+            }
         }
     }
-    assert!(engine.slice_len(Action::Read, "support") >= 10);
+    assert!(engine.slice_len(ActorKind::Staff, Action::Read, "support") >= 10);
+}
+
+#[test]
+fn a_policy_scoped_to_one_kind_of_actor_is_not_met_by_the_other() {
+    let engine = engine();
+    let ids = |kind| engine.slice_ids(kind, Action::Read, "app_function");
+    // `principal is Custos::Machine`: machines only.
+    assert!(ids(ActorKind::Machine).contains(&"machine-app-function-only".to_owned()));
+    assert!(!ids(ActorKind::Staff).contains(&"machine-app-function-only".to_owned()));
+    // `principal is Custos::Staff`: staff only.
+    assert!(ids(ActorKind::Staff).contains(&"case-required".to_owned()));
+    assert!(!ids(ActorKind::Machine).contains(&"case-required".to_owned()));
+    // An unscoped principal: both.
+    for kind in ActorKind::ALL {
+        assert!(ids(kind).contains(&"case-purpose-matches".to_owned()), "{kind:?}");
+    }
 }
 
 #[test]
