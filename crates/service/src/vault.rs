@@ -295,15 +295,12 @@ impl Vault {
     ) -> Result<Vec<FieldReveal>, ServiceError> {
         let vault = self.region(region)?;
         let _reader = vault.lock.read().await;
-        let kinds: Vec<FieldKind> = fields.iter().map(|(kind, _)| *kind).collect();
-        let (record, sealed) = vault
-            .store
-            .subject_values(id, &kinds)
-            .await?
-            .ok_or_else(|| ServiceError::SubjectNotFound { region: region.clone(), subject: id.clone() })?;
+        let record = subject_record(vault, region, id).await?;
         if record.erased_at_ms.is_some() {
             return Err(ServiceError::SubjectErased(id.clone()));
         }
+        let kinds: Vec<FieldKind> = fields.iter().map(|(kind, _)| *kind).collect();
+        let sealed = vault.store.values(id, &kinds).await?;
         let mut reveals: Vec<FieldReveal> = fields
             .iter()
             .map(|(kind, view)| FieldReveal { field: kind.as_str().to_owned(), view: view.to_string(), exists: false, values: Vec::new() })

@@ -30,7 +30,6 @@ pub async fn run_all(store: &dyn RegionStore) {
     check_subject_upserts(store).await;
     check_values_merge(store).await;
     check_values_order_and_filter(store).await;
-    check_subject_values(store).await;
     check_unknown_subject(store).await;
     check_missing_data_key(store).await;
     check_erase(store).await;
@@ -371,36 +370,6 @@ pub async fn check_values_order_and_filter(store: &dyn RegionStore) {
 }
 
 /// A value whose subject neither exists nor is in the batch fails the batch.
-/// `subject_values` answers what `subject` and `values` answer, for a live, an erased and
-/// an unknown subject.
-pub async fn check_subject_values(store: &dyn RegionStore) {
-    let ids = Ids::new(store);
-    let (a, gone) = (ids.subject("a"), ids.subject("gone"));
-    store.ensure_data_keys(&[key(&a, 1, 1, 1), key(&gone, 1, 1, 2)]).await.expect("keys");
-    let batch = WriteBatch {
-        blind_indexes: Vec::new(),
-        subjects: vec![upsert(&a, &[Label::Journalist], None, 10), upsert(&gone, &[], None, 10)],
-        values: vec![
-            value(&a, FieldKind::IpAddress, 1, b"1", 20, 20),
-            value(&a, FieldKind::IpAddress, 2, b"2", 10, 10),
-            value(&a, FieldKind::Email, 3, b"3", 10, 10),
-            value(&gone, FieldKind::Email, 4, b"4", 10, 10),
-        ],
-    };
-    store.write(&batch).await.expect("write");
-    for fields in [&[][..], &[FieldKind::IpAddress], &[FieldKind::Email, FieldKind::Name]] {
-        let (record, values) = store.subject_values(&a, fields).await.expect("subject values").expect("a is known");
-        assert_eq!(Some(record), store.subject(&a).await.expect("subject"), "{}: record of {fields:?}", ids.backend);
-        assert_eq!(values, store.values(&a, fields).await.expect("values"), "{}: values of {fields:?}", ids.backend);
-        assert!(!values.is_empty(), "{}: {fields:?} has values", ids.backend);
-    }
-    store.erase(&gone, 5_000, "privacy-officer-1", "data subject request").await.expect("erase");
-    let (record, values) = store.subject_values(&gone, &[]).await.expect("subject values").expect("an erased subject stays known");
-    assert_eq!(record.erased_at_ms, Some(5_000), "{}: the erasure shows", ids.backend);
-    assert!(values.is_empty(), "{}: no values of an erased subject", ids.backend);
-    assert_eq!(store.subject_values(&ids.subject("nobody"), &[FieldKind::Email]).await.expect("subject values"), None, "{}", ids.backend);
-}
-
 pub async fn check_unknown_subject(store: &dyn RegionStore) {
     let ids = Ids::new(store);
     let (ghost, bystander) = (ids.subject("ghost"), ids.subject("bystander"));

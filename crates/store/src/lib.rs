@@ -341,22 +341,6 @@ pub trait RegionStore: Send + Sync {
         fields: &[FieldKind],
     ) -> Result<Vec<SealedValue>, StoreError>;
 
-    /// The subject's record and its sealed values of `fields` (as [`RegionStore::values`]
-    /// returns them), read together: what revealing a subject's values needs, in one read
-    /// where the backend can (one SQLite read transaction). `None` for an unknown subject;
-    /// an erased subject comes with its record and no values.
-    async fn subject_values(
-        &self,
-        subject: &SubjectId,
-        fields: &[FieldKind],
-    ) -> Result<Option<(SubjectRecord, Vec<SealedValue>)>, StoreError> {
-        let Some(record) = self.subject(subject).await? else {
-            return Ok(None);
-        };
-        let values = self.values(subject, fields).await?;
-        Ok(Some((record, values)))
-    }
-
     /// Deletes the subject's values and data key, marks it erased and records the erasure,
     /// in one transaction. `UnknownSubject` if absent; erasing twice returns the first record.
     /// The subject row stays (labels and staff link too): the log's entries about the subject

@@ -540,7 +540,26 @@ impl RegionStore for SqliteStore {
 
     async fn subject(&self, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError> {
         let id = id.clone();
-        self.with_point_reader(move |connection| select_subject(connection, &id)).await
+        self.with_point_reader(move |connection| {
+            let mut select = connection
+                .prepare_cached(SELECT_SUBJECT)
+                .map_err(sqlite_error)?;
+            let row = select
+                .query_row([id.as_str()], |row| {
+                    Ok(SubjectRow {
+                        id: row.get(0)?,
+                        labels: row.get(1)?,
+                        staff: row.get(2)?,
+                        created_at_ms: row.get(3)?,
+                        updated_at_ms: row.get(4)?,
+                        erased_at_ms: row.get(5)?,
+                    })
+                })
+                .optional()
+                .map_err(sqlite_error)?;
+            row.map(SubjectRow::into_record).transpose()
+        })
+        .await
     }
 
     async fn values(
@@ -549,25 +568,39 @@ impl RegionStore for SqliteStore {
         fields: &[FieldKind],
     ) -> Result<Vec<SealedValue>, StoreError> {
         let subject = subject.clone();
-        self.with_point_reader(move |connection| select_values(connection, &subject, fields)).await
-    }
-
-    async fn subject_values(
-        &self,
-        subject: &SubjectId,
-        fields: &[FieldKind],
-    ) -> Result<Option<(SubjectRecord, Vec<SealedValue>)>, StoreError> {
-        let subject = subject.clone();
+        let fields: Vec<FieldKind> = fields
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         self.with_point_reader(move |connection| {
-            // One read transaction: one snapshot, and one look at whether the database
-            // changed since this connection's last read, instead of one per statement.
-            let transaction = connection.unchecked_transaction().map_err(sqlite_error)?;
-            let Some(record) = select_subject(&transaction, &subject)? else {
-                return Ok(None);
-            };
-            let values = select_values(&transaction, &subject, fields)?;
-            transaction.commit().map_err(sqlite_error)?;
-            Ok(Some((record, values)))
+            let mut values = Vec::new();
+            if fields.is_empty() {
+                let mut select = connection
+                    .prepare_cached(SELECT_VALUES)
+                    .map_err(sqlite_error)?;
+                let rows = select
+                    .query_map([subject.as_str()], value_columns)
+                    .map_err(sqlite_error)?;
+                for row in rows {
+                    values.push(value_from_columns(&subject, row.map_err(sqlite_error)?)?);
+                }
+            } else {
+                let mut select = connection
+                    .prepare_cached(SELECT_VALUES_OF_FIELD)
+                    .map_err(sqlite_error)?;
+                for field in fields {
+                    let rows = select
+                        .query_map([subject.as_str(), field.as_str()], value_columns)
+                        .map_err(sqlite_error)?;
+                    for row in rows {
+                        values.push(value_from_columns(&subject, row.map_err(sqlite_error)?)?);
+                    }
+                }
+            }
+            plan::sort_values(&mut values);
+            Ok(values)
         })
         .await
     }
@@ -1325,48 +1358,6 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-fn select_subject(connection: &Connection, id: &SubjectId) -> Result<Option<SubjectRecord>, StoreError> {
-    let mut select = connection.prepare_cached(SELECT_SUBJECT).map_err(sqlite_error)?;
-    let row = select
-        .query_row([id.as_str()], |row| {
-            Ok(SubjectRow {
-                id: row.get(0)?,
-                labels: row.get(1)?,
-                staff: row.get(2)?,
-                created_at_ms: row.get(3)?,
-                updated_at_ms: row.get(4)?,
-                erased_at_ms: row.get(5)?,
-            })
-        })
-        .optional()
-        .map_err(sqlite_error)?;
-    row.map(SubjectRow::into_record).transpose()
-}
-
-/// The sealed values of `subject`, of `fields` (all when empty), in [`RegionStore::values`]
-/// order.
-fn select_values(connection: &Connection, subject: &SubjectId, fields: &[FieldKind]) -> Result<Vec<SealedValue>, StoreError> {
-    let fields: std::collections::BTreeSet<FieldKind> = fields.iter().copied().collect();
-    let mut values = Vec::new();
-    if fields.is_empty() {
-        let mut select = connection.prepare_cached(SELECT_VALUES).map_err(sqlite_error)?;
-        let rows = select.query_map([subject.as_str()], value_columns).map_err(sqlite_error)?;
-        for row in rows {
-            values.push(value_from_columns(subject, row.map_err(sqlite_error)?)?);
-        }
-    } else {
-        let mut select = connection.prepare_cached(SELECT_VALUES_OF_FIELD).map_err(sqlite_error)?;
-        for field in fields {
-            let rows = select.query_map([subject.as_str(), field.as_str()], value_columns).map_err(sqlite_error)?;
-            for row in rows {
-                values.push(value_from_columns(subject, row.map_err(sqlite_error)?)?);
-            }
-        }
-    }
-    plan::sort_values(&mut values);
-    Ok(values)
 }
 
 pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
