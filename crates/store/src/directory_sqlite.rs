@@ -69,12 +69,12 @@ use crate::directory::{
 use crate::sqlite::{self, Durability, Shared, sqlite_error};
 use crate::{SqlitePragmas, StoreError};
 
-/// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
 /// The point reads every access request makes, their SQL built once (not per call, as the
 /// statement cache's key).
 static SELECT_STAFF: LazyLock<String> = LazyLock::new(|| format!("SELECT {STAFF_COLUMNS} FROM staff WHERE id = ?1"));
 static SELECT_CASE: LazyLock<String> = LazyLock::new(|| format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"));
 
+/// Ordered migrations: index `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: [&str; DIRECTORY_SCHEMA_VERSION as usize] = [
     r#"
 CREATE TABLE staff (
