@@ -364,6 +364,37 @@ fn a_policy_scoped_to_one_kind_of_actor_is_not_met_by_the_other() {
 }
 
 #[test]
+fn an_ordinary_read_meets_neither_the_break_glass_nor_the_cross_border_rules() {
+    let engine = engine();
+    let agent = staff("ana", &["support_agent"], "platform-us", "US", "us");
+    let user = subject("u-1", "us", &[]);
+    let ticket = case("T-1", "support", &["ana"], &["u-1"]);
+    let ordinary = read(&agent, &ticket, &user, FieldKind::Email, View::Masked);
+    let met = engine.met_by(&ordinary);
+    // `case-required` is for requests without a case.
+    for skipped in ["break-glass-read", "break-glass-roles-only", "cross-border-needs-custodian", "exact-ip-location-stay-in-region", "case-required"] {
+        assert!(!met.contains(&skipped.to_owned()), "{skipped} met: {met:?}");
+    }
+    for kept in ["case-open", "case-assignee", "protected-label-needs-independent-approval", "support-read"] {
+        assert!(met.contains(&kept.to_owned()), "{kept} not met: {met:?}");
+    }
+    assert!(met.len() < engine.slice_len(ActorKind::Staff, Action::Read, "support"));
+
+    // Break-glass without a case meets the break-glass rules and not the case's.
+    let sre = staff("sam", &["sre"], "platform-us", "US", "us");
+    let emergency = AccessQuery { actor: &sre, purpose: "security_incident", case: None, break_glass: true, ..ordinary };
+    let met = engine.met_by(&emergency);
+    assert!(met.contains(&"break-glass-read".to_owned()), "{met:?}");
+    assert!(!met.contains(&"case-required".to_owned()), "{met:?}");
+    assert_eq!(engine.decide(&emergency).outcome, Outcome::Allow { view: Some(View::Masked) });
+
+    // Cross-border meets the custodian's rule.
+    let abroad = staff("ana", &["support_agent"], "parentco-cn", "CN", "cn");
+    let met = engine.met_by(&read(&abroad, &ticket, &user, FieldKind::Email, View::Masked));
+    assert!(met.contains(&"cross-border-needs-custodian".to_owned()), "{met:?}");
+}
+
+#[test]
 fn built_in_set_is_the_policies_folder() {
     let built_in = engine().policy_ids();
     let folder = PolicyEngine::load_dir(&policies_dir())
