@@ -84,6 +84,15 @@ const STATEMENTS_CACHED_MAX: usize = 64;
 /// steady writes that is nearly every point read — 3 % of the server's CPU on the access path,
 /// and 15 % more CPU per request in all (docs/PERFORMANCE.md).
 pub const SQLITE_SCAN_READER_MMAP_BYTES: i64 = 1 << 30;
+/// The SQLite VFS every connection of a database uses: `unix-excl`. The first connection
+/// takes an exclusive lock on the file for the whole process, and the WAL's index (the
+/// `-shm` file) lives in this process's memory, so the connections inside the process
+/// coordinate in memory. With the ordinary `unix` VFS each read transaction takes and drops
+/// `fcntl` locks on the `-shm` file, which under steady commits cost 7.7 % of the server's
+/// CPU on the access path (docs/PERFORMANCE.md). One process per deployment was already the
+/// rule (`custos.lock`, docs/storage.md); this makes SQLite hold it too: another process
+/// cannot open the database while custos has it open.
+const SQLITE_VFS: &std::ffi::CStr = c"unix-excl";
 
 /// The per-subject index's tables and cursor (region schema version 5; the index file's
 /// version 1), as a literal for `concat!`.
@@ -368,7 +377,7 @@ impl Shared {
             std::fs::create_dir_all(dir)
                 .map_err(|error| StoreError::Io(format!("create {}: {error}", dir.display())))?;
         }
-        let mut writer = Connection::open(&path).map_err(sqlite_error)?;
+        let mut writer = Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), SQLITE_VFS).map_err(sqlite_error)?;
         configure_writer(&writer, durability)?;
         migrate(&mut writer, migrations)?;
         Ok(Shared {
@@ -1155,9 +1164,10 @@ enum ReaderKind {
 }
 
 fn open_reader(path: &Path, kind: ReaderKind) -> Result<Connection, StoreError> {
-    let connection = Connection::open_with_flags(
+    let connection = Connection::open_with_flags_and_vfs(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        SQLITE_VFS,
     )
     .map_err(sqlite_error)?;
     connection
