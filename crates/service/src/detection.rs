@@ -80,6 +80,9 @@ impl Detection {
             }
             let end = size.min(start + self.read_entries_max);
             for (offset, canonical) in log.canonical_entries(start, end).await?.into_iter().enumerate() {
+                // A batch is hundreds of entries of CPU work on a runtime worker: give the
+                // requests queued behind it their turns (the access path's p99).
+                tokio::task::coop::consume_budget().await;
                 let index = start + offset as u64;
                 let entry = detect::decode(region.as_str(), index, &canonical).map_err(|error| ServiceError::Log(error.to_string()))?;
                 let at_ms = entry.at_ms().unwrap_or(i64::MIN);
@@ -95,6 +98,7 @@ impl Detection {
         let facts = load_facts(gate, &batch).await?;
         let mut alerts = Vec::new();
         for (_, region, index, entry) in &batch {
+            tokio::task::coop::consume_budget().await;
             alerts.extend(self.detector.observe(region, *index, entry, &facts));
         }
         self.cursors.0.extend(advanced);

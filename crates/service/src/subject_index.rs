@@ -71,6 +71,9 @@ impl RegionLog {
             let mut rows = Vec::new();
             let mut timeline = Vec::new();
             for (offset, canonical) in entries.iter().enumerate() {
+                // A step is up to a thousand entries of CPU work on a runtime worker: give the
+                // requests queued behind it their turns (the access path's p99).
+                tokio::task::coop::consume_budget().await;
                 let at = cursor + offset as u64;
                 let entry = detect::decode(self.region().as_str(), at, canonical).map_err(|error| ServiceError::Log(error.to_string()))?;
                 timeline_rows(&entry, at, &mut timeline);
