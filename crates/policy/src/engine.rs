@@ -177,7 +177,7 @@ impl PolicyEngine {
                 return deny_with(Vec::new(), vec![format!("invalid request: {message}")]);
             }
         };
-        let set = self.slices(query.purpose).get(query.actor.kind, query.action, Switches::of(query));
+        let set = self.slice_for(query);
         let (field, tries) = match query.field {
             None => (String::new(), vec![None]),
             Some((kind, asked)) => {
@@ -374,8 +374,7 @@ impl PolicyEngine {
 
     /// The ids of the policies Cedar evaluates for `query`, sorted.
     pub fn met_by(&self, query: &AccessQuery<'_>) -> Vec<String> {
-        let set = self.slices(query.purpose).get(query.actor.kind, query.action, Switches::of(query));
-        let mut ids: Vec<String> = set.policies().map(|policy| policy.id().to_string()).collect();
+        let mut ids: Vec<String> = self.slice_for(query).policies().map(|policy| policy.id().to_string()).collect();
         ids.sort();
         ids
     }
@@ -404,6 +403,11 @@ impl PolicyEngine {
 
     fn slices(&self, purpose: &str) -> &Slices {
         self.by_purpose.get(purpose).unwrap_or(&self.common)
+    }
+
+    /// The policies Cedar evaluates for `query`.
+    fn slice_for(&self, query: &AccessQuery<'_>) -> &PolicySet {
+        self.slices(query.purpose).get(query.actor.kind, query.action, Switches::of(query))
     }
 
     fn facts(&self, id: &str) -> Option<&PolicyFacts> {
@@ -808,7 +812,7 @@ mod tests {
                                         approvals: Approvals { independent: bits & 1 != 0, custodian: false },
                                     };
                                     let facts = RequestFacts::new(&engine.names, &query).expect("facts build");
-                                    let sliced = engine.slices(purpose).get(actor.kind, action, Switches::of(&query));
+                                    let sliced = engine.slice_for(&query);
                                     let (field_name, view) = match query.field {
                                         Some((kind, view)) => (kind.as_str().to_owned(), Some(view)),
                                         None => (String::new(), None),
