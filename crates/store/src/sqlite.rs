@@ -1195,8 +1195,9 @@ fn migrate(connection: &mut Connection, migrations: &[&str]) -> Result<(), Store
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite_error)?;
-        // Read inside the write transaction: a second process opening the same file at the
-        // same time waits here and then sees the migration as done.
+        // Read inside the write transaction: another connection opening the same file at the
+        // same time (in this process: `SQLITE_VFS` keeps other processes out) waits here and
+        // then sees the migration as done.
         let found = recorded_version(&transaction)?;
         if found > supported {
             return Err(StoreError::SchemaTooNew { found, supported });
