@@ -247,3 +247,46 @@ async fn the_subject_index_lives_in_a_file_of_its_own_that_a_version_6_database_
     index_two(&store, 0).await;
     assert_eq!(store.subject_entries(&subject("bo"), 0, 100, 100).await.unwrap(), vec![1]);
 }
+
+#[tokio::test]
+async fn index_file_version_2_keeps_the_timelines_and_checks_their_kind_without_a_temporary_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_path = SqliteStore::index_path_for(dir.path(), &region("eu"));
+    let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
+    index_two(&store, 0).await;
+    drop(store);
+
+    // An index file written by version 1: the timelines' kind checked with `IN (1, 2, 3, 4)`.
+    let connection = rusqlite::Connection::open(&index_path).unwrap();
+    connection
+        .execute_batch(
+            "DROP TABLE timeline_entries;
+             CREATE TABLE timeline_entries (kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3, 4)), key TEXT NOT NULL, entry_index INTEGER NOT NULL CHECK (entry_index >= 0), at_ms INTEGER NOT NULL, PRIMARY KEY (kind, key, entry_index)) STRICT, WITHOUT ROWID;
+             INSERT INTO timeline_entries (kind, key, entry_index, at_ms) VALUES (1, 's-ann', 0, 10), (3, 'ada', 0, 10), (4, 'support', 1, 20);
+             DELETE FROM schema_migrations WHERE version = 2;",
+        )
+        .unwrap();
+    let plan = |connection: &rusqlite::Connection| -> Vec<String> {
+        let mut explain = connection.prepare("EXPLAIN INSERT INTO timeline_entries (kind, key, entry_index, at_ms) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        explain.query_map((1, "k", 0, 0), |row| row.get::<_, String>(1)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(plan(&connection).iter().any(|op| op == "OpenEphemeral"), "version 1 builds a temporary b-tree per insert");
+    drop(connection);
+
+    let store = SqliteStore::open(dir.path(), region("eu")).unwrap();
+    assert_eq!(store.subject_index_cursor().await.unwrap(), 2, "the cursor is kept: nothing is indexed again");
+    let actor = store.timeline(store::TimelineKind::Actor, "s-ann", 100, 10).await.unwrap();
+    assert_eq!(actor, vec![store::TimelinePoint { index: 0, at_ms: 10 }], "the rows are copied");
+    assert_eq!(store.timeline_next_key(store::TimelineKind::Tally, "").await.unwrap().as_deref(), Some("support"));
+    drop(store);
+
+    let connection = rusqlite::Connection::open(&index_path).unwrap();
+    let version: i64 = connection.query_row("SELECT max(version) FROM schema_migrations", [], |row| row.get(0)).unwrap();
+    assert_eq!(version, store::INDEX_SCHEMA_VERSION);
+    assert_eq!(version, 2);
+    assert!(!plan(&connection).iter().any(|op| op == "OpenEphemeral"), "{:?}", plan(&connection));
+    let refused = connection.execute("INSERT INTO timeline_entries (kind, key, entry_index, at_ms) VALUES (5, 'x', 9, 1)", []);
+    assert!(refused.unwrap_err().to_string().contains("CHECK constraint failed"), "kind 5 is still refused");
+    let tables = tables(&index_path);
+    assert!(!tables.iter().any(|table| table == "timeline_entries_v2"), "{tables:?}");
+}
