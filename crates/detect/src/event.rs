@@ -50,8 +50,14 @@ pub enum DecodeError {
 /// Decodes the canonical bytes of the entry at `region`/`index` (the salt already removed).
 pub fn decode(region: &str, index: u64, canonical: &[u8]) -> Result<Entry, DecodeError> {
     let malformed = |error: serde_json::Error| DecodeError::Malformed { region: region.to_owned(), index, message: error.to_string() };
-    let Some((_version, kind)) = kind_of(canonical) else {
-        return Err(DecodeError::NotAnEntry { region: region.to_owned(), index });
+    // The four kinds decoded here are parsed whole below, which checks every field again;
+    // only the others need `kind_of`'s own parse of the whole entry.
+    let kind = match decoded_kind(canonical) {
+        Some(kind) => kind.to_owned(),
+        None => match kind_of(canonical) {
+            Some((_version, kind)) => kind,
+            None => return Err(DecodeError::NotAnEntry { region: region.to_owned(), index }),
+        },
     };
     Ok(match kind.as_str() {
         "access" => Entry::Access(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
@@ -59,6 +65,18 @@ pub fn decode(region: &str, index: u64, canonical: &[u8]) -> Result<Entry, Decod
         "alert_action" => Entry::AlertAction(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
         "record_view" => Entry::RecordView(Box::new(serde_json::from_slice(canonical).map_err(malformed)?)),
         _ => Entry::Other { kind },
+    })
+}
+
+/// The kind of an entry that begins as custos writes them, `{"v":N,"type":"KIND",`, when
+/// KIND is one [`decode`] parses whole; `None` for anything else.
+fn decoded_kind(canonical: &[u8]) -> Option<&'static str> {
+    let rest = canonical.strip_prefix(br#"{"v":"#)?;
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(br#","type":""#).filter(|_| digits > 0)?;
+    ["access", "approval", "alert_action", "record_view"].into_iter().find(|kind| {
+        rest.strip_prefix(kind.as_bytes())
+            .is_some_and(|after| after.starts_with(br#"","#) || after.starts_with(br#""}"#))
     })
 }
 
@@ -258,4 +276,63 @@ impl<'a> Access<'a> {
 pub struct Approval<'a> {
     pub evidence: Evidence,
     pub entry: &'a ApprovalEntry,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BY: &str = r#"{"id":"s-ann","kind":"staff","roles":["compliance"],"team":"privacy","entity":"platform-us","country":"US","region":"us","from_country":"US"}"#;
+
+    fn record_view(head: &str, tail: &str) -> Vec<u8> {
+        format!(r#"{{{head},"at_ms":5,"by":{BY},"view":"actor_timeline","target":"s-bob"{tail}}}"#).into_bytes()
+    }
+
+    fn decoded(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        decode("us", 7, bytes)
+    }
+
+    #[test]
+    fn an_entry_as_custos_writes_it_is_known_by_its_first_bytes() {
+        let bytes = record_view(r#""v":1,"type":"record_view""#, "");
+        assert_eq!(decoded_kind(&bytes), Some("record_view"));
+        let Ok(Entry::RecordView(entry)) = decoded(&bytes) else { panic!("{:?}", decoded(&bytes)) };
+        assert_eq!((entry.kind.as_str(), entry.target.as_str()), ("record_view", "s-bob"));
+    }
+
+    #[test]
+    fn an_entry_in_another_order_decodes_the_same() {
+        let custos = record_view(r#""v":1,"type":"record_view""#, "");
+        let reordered = record_view(r#""type":"record_view","v":1"#, "");
+        assert_eq!(decoded_kind(&reordered), None);
+        let (Ok(Entry::RecordView(first)), Ok(Entry::RecordView(second))) = (decoded(&custos), decoded(&reordered)) else {
+            panic!("both decode")
+        };
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn other_kinds_and_lookalikes_take_the_whole_parse() {
+        for head in [r#""v":1,"type":"record_viewer""#, r#""v":1,"type":"disclosure_deferral""#] {
+            let bytes = record_view(head, "");
+            assert_eq!(decoded_kind(&bytes), None, "{head}");
+            assert!(matches!(decoded(&bytes), Ok(Entry::Other { .. })), "{head}: {:?}", decoded(&bytes));
+        }
+        for bytes in [&b"not json"[..], br#"{"v":,"type":"access","#, br#"{"type":"access"}"#] {
+            assert_eq!(decoded_kind(bytes), None);
+            assert!(matches!(decoded(bytes), Err(DecodeError::NotAnEntry { .. })), "{:?}", decoded(bytes));
+        }
+    }
+
+    #[test]
+    fn a_known_head_does_not_excuse_the_rest_of_the_entry() {
+        let duplicate = record_view(r#""v":1,"type":"record_view""#, r#","type":"access""#);
+        let unknown_field = record_view(r#""v":1,"type":"record_view""#, r#","extra":1"#);
+        let mut truncated = record_view(r#""v":1,"type":"record_view""#, "");
+        truncated.truncate(truncated.len() - 1);
+        for bytes in [duplicate, unknown_field, truncated] {
+            assert_eq!(decoded_kind(&bytes), Some("record_view"));
+            assert!(matches!(decoded(&bytes), Err(DecodeError::Malformed { .. })), "{:?}", decoded(&bytes));
+        }
+    }
 }
