@@ -327,6 +327,51 @@ fn init(args: &InitArgs) -> anyhow::Result<String> {
 }
 
 /// Serves the deployment in `data` until Ctrl-C. `ready` hears the bound address.
+/// How much less the kernel favours the followers' threads than the request workers (a nice
+/// value: 5 gives a thread about a third of a nice-0 thread's share of a busy core).
+const FOLLOWERS_NICE: i32 = 5;
+
+/// The runtime the followers (detector, subject index, webhook) run on: one worker and its
+/// blocking threads, all at [`FOLLOWERS_NICE`]. Their batches are hundreds of entries of
+/// CPU work; at the workers' priority they took turns with requests on the same two cores
+/// and lengthened the requests' tail. Under a load that leaves no idle CPU they fall behind
+/// and catch up when it eases (they read from cursors in the logs, nothing is lost).
+struct Followers {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Followers {
+    fn start() -> anyhow::Result<Followers> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("custos-follower")
+            .on_thread_start(|| {
+                if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), FOLLOWERS_NICE) {
+                    tracing::warn!(%error, "the followers' thread keeps the workers' priority");
+                }
+            })
+            .enable_all()
+            .build()
+            .context("starting the followers' runtime")?;
+        Ok(Followers { runtime: Some(runtime) })
+    }
+
+    /// While the guard lives, `tokio::spawn` puts tasks on the followers' runtime.
+    fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        // INVARIANT: the runtime is only taken out by drop.
+        self.runtime.as_ref().expect("followers' runtime").enter()
+    }
+}
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        // `serve` is async: a runtime dropped here must not wait for its threads.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 pub(crate) async fn serve(
     data: &std::path::Path,
     listen: SocketAddr,
@@ -349,13 +394,17 @@ pub(crate) async fn serve(
     let desk = Arc::new(
         service::AlertDesk::open(Arc::clone(&gate), detection, config.alert_webhook.is_some()).await.context("opening the alert desk")?,
     );
-    Arc::clone(&desk).spawn();
-    if let Some(webhook) = config.alert_webhook.clone() {
-        service::spawn_webhook(Arc::clone(desk.store()), webhook);
+    let followers = Followers::start()?;
+    {
+        let _on_followers = followers.enter();
+        Arc::clone(&desk).spawn();
+        if let Some(webhook) = config.alert_webhook.clone() {
+            service::spawn_webhook(Arc::clone(desk.store()), webhook);
+        }
+        // Keeps each region's per-subject access index level with its log (reports also
+        // catch up on their own before answering).
+        service::spawn_subject_indexer(Arc::clone(gate.vault()));
     }
-    // Keeps each region's per-subject access index level with its log (reports also catch
-    // up on their own before answering).
-    service::spawn_subject_indexer(Arc::clone(gate.vault()));
     let state = server::AppState::with_gate(gate, config.service_tokens.clone(), identity).with_alerts(Arc::clone(&desk)).with_config(config.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("failed to listen on {listen}"))?;
     let address = listener.local_addr()?;
