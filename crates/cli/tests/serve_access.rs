@@ -65,6 +65,20 @@ fn configure_witness(data: &Path, vkey: &str) {
     std::fs::write(&path, format!("{head}witness_quorum = 1\n{tables}\n[[witnesses]]\nvkey = \"{vkey}\"\n")).unwrap();
 }
 
+/// Each thread of process `pid`: its name and its nice value (`/proc/PID/task/TID/stat`).
+fn threads_by_name(pid: u32) -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let comm = head.split_once('(').unwrap().1.to_owned();
+        // After the name: state is field 3 of stat(5), nice field 19.
+        let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        threads.push((comm, nice));
+    }
+    threads
+}
+
 /// Waits until the served checkpoint has not changed for longer than the signing interval
 /// (1 s by default): every entry logged so far is then covered by it.
 fn settle_checkpoint(address: &str) {
@@ -101,6 +115,12 @@ fn an_access_over_the_binary_is_logged_receipted_and_witnessed() {
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
     let address = line.trim().rsplit("http://").next().unwrap().to_owned();
+
+    // Requests come first: the followers' threads run at a lower priority than the workers.
+    let threads = threads_by_name(child.0.id());
+    let nice_of = |name: &str| threads.iter().filter(|(comm, _)| comm == name).map(|(_, nice)| *nice).collect::<Vec<_>>();
+    assert!(!nice_of("custos-follower").is_empty() && nice_of("custos-follower").iter().all(|nice| *nice == 5), "{threads:?}");
+    assert!(!nice_of("tokio-rt-worker").is_empty() && nice_of("tokio-rt-worker").iter().all(|nice| *nice == 0), "{threads:?}");
 
     let subject = r#"{"subjects":[{"id":"u-1","region":"us","values":{"email":["ada.reporter@newsroom.example"],"ip_address":["198.51.100.23"]}}]}"#;
     assert_eq!(http(&address, "POST", "/v1/subjects", Some(&service_token), Some(subject)).0, 200);
