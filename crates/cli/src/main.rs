@@ -326,7 +326,6 @@ fn init(args: &InitArgs) -> anyhow::Result<String> {
     Ok(service::init_data_dir(&args.data, options)?)
 }
 
-/// Serves the deployment in `data` until Ctrl-C. `ready` hears the bound address.
 /// How much less the kernel favours the followers' threads than the request workers (a nice
 /// value: 5 gives a thread about a third of a nice-0 thread's share of a busy core).
 const FOLLOWERS_NICE: i32 = 5;
@@ -372,6 +371,7 @@ impl Drop for Followers {
     }
 }
 
+/// Serves the deployment in `data` until Ctrl-C. `ready` hears the bound address.
 pub(crate) async fn serve(
     data: &std::path::Path,
     listen: SocketAddr,
