@@ -15,12 +15,14 @@ use tokio::task::JoinHandle;
 
 use crate::{RegionLog, ServiceError, Vault};
 
-/// Most log entries one indexing step reads and commits. In SQLite the index has a file of
-/// its own (`<region>.index.db`), so a step's transaction no longer holds the writer the
-/// log's commits need, as it did when the index shared the region's file (1,000-entry steps
-/// then stalled the access path for tens of milliseconds, and steps were cut to 128). A
-/// step of 1,000 entries commits about 6,000 rows.
-pub const SUBJECT_INDEX_STEP_ENTRIES_MAX: u64 = 1_000;
+/// Most log entries one indexing step reads and commits: as many as one store batch takes.
+/// In SQLite the index has a file of its own (`<region>.index.db`), so a step's transaction
+/// no longer holds the writer the log's commits need, as it did when the index shared the
+/// region's file (1,000-entry steps then stalled the access path for tens of milliseconds,
+/// and steps were cut to 128). A step rewrites the last page of every timeline it touches,
+/// however many of its rows land there, so fewer, larger steps write fewer pages: a step
+/// of 4,096 entries commits about 25,000 rows.
+pub const SUBJECT_INDEX_STEP_ENTRIES_MAX: u64 = store::LOG_BATCH_ENTRIES_MAX as u64;
 /// How often the live follower brings each region's index level with its log.
 pub const SUBJECT_INDEX_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -130,7 +130,10 @@ pub use subject_index::{
     SUBJECT_ENTRIES_MAX, SUBJECT_INDEX_BATCH_ROWS_MAX, SubjectIndexBatch, SubjectIndexStore, TIMELINE_BATCH_ROWS_MAX, TIMELINE_BUCKETS_MAX,
     TIMELINE_KEY_BYTES_MAX, TimelineKind, TimelinePoint, TimelineRow,
 };
-pub use sqlite::{INDEX_SCHEMA_VERSION, SQLITE_BUSY_TIMEOUT_MS, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore};
+pub use sqlite::{
+    INDEX_SCHEMA_VERSION, SQLITE_BUSY_TIMEOUT_MS, SQLITE_DERIVED_CACHE_KIB, SQLITE_DERIVED_WAL_AUTOCHECKPOINT_PAGES, SQLITE_READERS_IDLE_MAX,
+    SqlitePragmas, SqliteStore,
+};
 
 /// Most rows one [`WriteBatch`] may carry (subjects plus values). Also the most keys one
 /// call of [`RegionStore::ensure_data_keys`], [`RegionStore::data_keys`] or

@@ -291,6 +291,10 @@ pub struct SqlitePragmas {
     pub secure_delete: bool,
     pub foreign_keys: bool,
     pub busy_timeout_ms: i64,
+    /// SQLite's `cache_size`: pages when positive, KiB when negative.
+    pub cache_size: i64,
+    /// WAL pages after which a commit checkpoints.
+    pub wal_autocheckpoint: i64,
 }
 
 /// One region's data in one SQLite file. Cheap to clone; clones share the connections.
@@ -498,6 +502,8 @@ pub(crate) fn read_pragmas(connection: &Connection) -> Result<SqlitePragmas, Sto
         secure_delete: number("secure_delete").map_err(sqlite_error)? == 1,
         foreign_keys: number("foreign_keys").map_err(sqlite_error)? == 1,
         busy_timeout_ms: number("busy_timeout").map_err(sqlite_error)?,
+        cache_size: number("cache_size").map_err(sqlite_error)?,
+        wal_autocheckpoint: number("wal_autocheckpoint").map_err(sqlite_error)?,
     })
 }
 
@@ -1134,6 +1140,17 @@ fn write_batch(
     Ok(plan.outcome(subjects_created, values_added))
 }
 
+/// The page cache of a derived database's writer, in KiB (SQLite's default is 2 MiB). A step
+/// of the subject index inserts into every timeline it touches, a few thousand b-tree pages
+/// scattered over the file: with the default cache the writer spilled pages into the WAL in
+/// the middle of its transaction and read them back for the next insert.
+pub const SQLITE_DERIVED_CACHE_KIB: i64 = 32 * 1024;
+/// WAL pages after which a derived database's writer checkpoints (SQLite's default is 1,000).
+/// A checkpoint copies each page once however many commits rewrote it, and the index's steps
+/// rewrite the same pages (the right edge of each timeline): with the default, nearly every
+/// step paid a checkpoint of its own. At most 64 MiB of WAL.
+pub const SQLITE_DERIVED_WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
 /// How much a database's commits must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Durability {
@@ -1170,6 +1187,14 @@ fn configure_writer(connection: &Connection, durability: Durability) -> Result<(
     ] {
         connection
             .pragma_update(None, name, value)
+            .map_err(sqlite_error)?;
+    }
+    if durability == Durability::Derived {
+        connection
+            .pragma_update(None, "cache_size", -SQLITE_DERIVED_CACHE_KIB)
+            .map_err(sqlite_error)?;
+        connection
+            .pragma_update(None, "wal_autocheckpoint", SQLITE_DERIVED_WAL_AUTOCHECKPOINT_PAGES)
             .map_err(sqlite_error)?;
     }
     Ok(())

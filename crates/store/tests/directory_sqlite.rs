@@ -231,6 +231,9 @@ async fn wal_and_pragmas_match_the_region_databases() {
         secure_delete: true,
         foreign_keys: true,
         busy_timeout_ms: store::SQLITE_BUSY_TIMEOUT_MS as i64,
+        // SQLite's defaults: 2 MiB of cache, a checkpoint every 1,000 WAL pages.
+        cache_size: -2000,
+        wal_autocheckpoint: 1000,
     };
     assert_eq!(directory.pragmas().await.unwrap(), expected);
     let tables: Vec<(String, i64)> = {

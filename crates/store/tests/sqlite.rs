@@ -130,6 +130,9 @@ async fn wal_file_and_pragmas_are_as_documented() {
         secure_delete: true,
         foreign_keys: true,
         busy_timeout_ms: store::SQLITE_BUSY_TIMEOUT_MS as i64,
+        // SQLite's defaults: 2 MiB of cache, a checkpoint every 1,000 WAL pages.
+        cache_size: -2000,
+        wal_autocheckpoint: 1000,
     };
     assert_eq!(store.pragmas().await.unwrap(), expected);
 }
@@ -209,8 +212,12 @@ async fn the_subject_index_lives_in_a_file_of_its_own_that_a_version_6_database_
     assert_eq!(tables(&index_path), index_tables, "the index file holds the index");
     assert!(tables(&region_path).iter().all(|table| !index_tables.contains(&table.as_str())), "{:?}", tables(&region_path));
     // Derived data: its commits need not reach the disk one by one (NORMAL), the region's do (FULL).
-    assert_eq!(store.index_pragmas().await.unwrap().synchronous, 1);
-    assert_eq!(store.pragmas().await.unwrap().synchronous, 2);
+    let (index_pragmas, region_pragmas) = (store.index_pragmas().await.unwrap(), store.pragmas().await.unwrap());
+    assert_eq!((index_pragmas.synchronous, region_pragmas.synchronous), (1, 2));
+    // Its writer keeps a step's pages in memory and checkpoints less often than the region's.
+    assert_eq!(index_pragmas.cache_size, -store::SQLITE_DERIVED_CACHE_KIB);
+    assert_eq!(index_pragmas.wal_autocheckpoint, store::SQLITE_DERIVED_WAL_AUTOCHECKPOINT_PAGES);
+    assert_eq!((region_pragmas.cache_size, region_pragmas.wal_autocheckpoint), (-2000, 1000));
     drop(store);
 
     // A database written by schema version 6 held the index in the region's file.
