@@ -230,7 +230,7 @@ async fn run(backend: &str, t: &TestVault, rate: u64, seconds: u64) {
         let mut latencies = alert_latencies.lock().unwrap().clone();
         latencies.sort();
         let expected = (total as usize).div_ceil(20);
-            println!(
+        println!(
             "alerts/{backend}: {} of {expected} looks with no case flagged (a subject's second look within the cool-down is not raised again); alert latency (scheduled request → alert stored) p50 {:?} p90 {:?} p99 {:?} max {:?}",
             latencies.len(),
             quantile(&latencies, 0.50),
