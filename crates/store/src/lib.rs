@@ -131,8 +131,7 @@ pub use subject_index::{
     TIMELINE_KEY_BYTES_MAX, TimelineKind, TimelinePoint, TimelineRow,
 };
 pub use sqlite::{
-    INDEX_SCHEMA_VERSION, SQLITE_BUSY_TIMEOUT_MS, SQLITE_DERIVED_CACHE_KIB, SQLITE_DERIVED_WAL_AUTOCHECKPOINT_PAGES, SQLITE_READERS_IDLE_MAX,
-    SqlitePragmas, SqliteStore,
+    INDEX_SCHEMA_VERSION, SQLITE_BUSY_TIMEOUT_MS, SQLITE_DERIVED_CACHE_KIB, SQLITE_READERS_IDLE_MAX, SqlitePragmas, SqliteStore,
 };
 
 /// Most rows one [`WriteBatch`] may carry (subjects plus values). Also the most keys one

@@ -1143,13 +1143,11 @@ fn write_batch(
 /// The page cache of a derived database's writer, in KiB (SQLite's default is 2 MiB). A step
 /// of the subject index inserts into every timeline it touches, a few thousand b-tree pages
 /// scattered over the file: with the default cache the writer spilled pages into the WAL in
-/// the middle of its transaction and read them back for the next insert.
+/// the middle of its transaction and read them back for the next insert. Its checkpoints
+/// stay at SQLite's default (every 1,000 WAL pages): 16,384 saved CPU, but each one then
+/// flushed tens of MiB to the disk the log's commits sync on, and the access path's p99 rose
+/// by 2–6 ms (docs/PERFORMANCE.md).
 pub const SQLITE_DERIVED_CACHE_KIB: i64 = 32 * 1024;
-/// WAL pages after which a derived database's writer checkpoints (SQLite's default is 1,000).
-/// A checkpoint copies each page once however many commits rewrote it, and the index's steps
-/// rewrite the same pages (the right edge of each timeline): with the default, nearly every
-/// step paid a checkpoint of its own. At most 64 MiB of WAL.
-pub const SQLITE_DERIVED_WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
 
 /// How much a database's commits must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1192,9 +1190,6 @@ fn configure_writer(connection: &Connection, durability: Durability) -> Result<(
     if durability == Durability::Derived {
         connection
             .pragma_update(None, "cache_size", -SQLITE_DERIVED_CACHE_KIB)
-            .map_err(sqlite_error)?;
-        connection
-            .pragma_update(None, "wal_autocheckpoint", SQLITE_DERIVED_WAL_AUTOCHECKPOINT_PAGES)
             .map_err(sqlite_error)?;
     }
     Ok(())
