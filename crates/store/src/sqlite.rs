@@ -1146,7 +1146,7 @@ fn write_batch(
 /// the middle of its transaction and read them back for the next insert. Its checkpoints
 /// stay at SQLite's default (every 1,000 WAL pages): 16,384 saved CPU, but each one then
 /// flushed tens of MiB to the disk the log's commits sync on, and the access path's p99 rose
-/// by 2–6 ms (docs/PERFORMANCE.md).
+/// by 1.7–6.0 ms in 20 s runs (docs/PERFORMANCE.md).
 pub const SQLITE_DERIVED_CACHE_KIB: i64 = 32 * 1024;
 
 /// How much a database's commits must survive.
