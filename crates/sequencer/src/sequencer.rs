@@ -68,10 +68,16 @@ pub struct Sequencer {
 impl Sequencer {
     /// Loads the log state from `store` and starts the sequencing task.
     pub async fn start(store: Arc<dyn LogStore>) -> Result<Sequencer, IntegrationError> {
+        Sequencer::start_for(store, "").await
+    }
+
+    /// As [`Sequencer::start`], for the log of `region`: the name its commits are measured
+    /// under (`custos_log_commit_seconds{region}` and the other log metrics).
+    pub async fn start_for(store: Arc<dyn LogStore>, region: &str) -> Result<Sequencer, IntegrationError> {
         let integration = Integration::load(store.as_ref()).await?;
         let (sender, receiver) = mpsc::channel(QUEUE_ENTRIES_MAX);
         let coverage = Arc::new(Coverage::new());
-        let task = tokio::spawn(run(store, Some(integration), receiver, Arc::clone(&coverage)));
+        let task = tokio::spawn(run(store, Some(integration), receiver, Arc::clone(&coverage), region.to_owned()));
         Ok(Sequencer { sender, task, coverage })
     }
 
@@ -122,6 +128,7 @@ async fn run(
     mut integration: Option<Integration>,
     mut receiver: mpsc::Receiver<Pending>,
     coverage: Arc<Coverage>,
+    region: String,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -167,7 +174,16 @@ async fn run(
             tiles,
             state: next.state(),
         };
-        match store.append_batch(&log_batch).await {
+        // Every answer of the batch waits for this write: its duration, per batch, is the
+        // floor of the access path's latency, and its tail is the disk's `fsync` tail.
+        let writing = std::time::Instant::now();
+        let written = store.append_batch(&log_batch).await;
+        metrics::histogram!("custos_log_commit_seconds", "region" => region.clone()).record(writing.elapsed().as_secs_f64());
+        metrics::histogram!("custos_log_batch_entries", "region" => region.clone()).record(log_batch.entries.len() as f64);
+        if written.is_err() {
+            metrics::counter!("custos_log_batches_failed_total", "region" => region.clone()).increment(1);
+        }
+        match written {
             Ok(()) => {
                 // Before the appenders hear their index: from now on the signer owes them
                 // a checkpoint.

@@ -184,3 +184,37 @@ async fn the_periodic_signer_keeps_the_coverage_deadline() {
     periodic.abort();
     sequencer.close().await;
 }
+
+/// Each batch's durable write is measured under its region: how long it took, how many
+/// entries it held, and whether it failed.
+#[tokio::test]
+async fn commits_are_measured_per_region() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // The test's runtime has one thread: the sequencer's task records here.
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faulty = common::FaultyStore::new(open(dir.path()));
+    let sequencer = Arc::new(Sequencer::start_for(faulty.clone(), "eu").await.expect("start"));
+    for result in common::append_all(&sequencer, common::entries("measured", 10)).await {
+        result.expect("append");
+    }
+    let text = handle.render();
+    assert!(text.contains("custos_log_batch_entries_sum{region=\"eu\"} 10"), "{text}");
+    let commits = metric(&text, "custos_log_commit_seconds_count{region=\"eu\"}");
+    assert!((1.0..=10.0).contains(&commits), "{text}");
+    assert!(!text.contains("custos_log_batches_failed_total"), "{text}");
+
+    faulty.failing_appends.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(sequencer.append(b"refused".to_vec()).await.is_err());
+    let text = handle.render();
+    assert_eq!(metric(&text, "custos_log_batches_failed_total{region=\"eu\"}"), 1.0, "{text}");
+    assert_eq!(metric(&text, "custos_log_commit_seconds_count{region=\"eu\"}"), commits + 1.0, "{text}");
+}
+
+/// The value of the sample `series` in Prometheus text.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).map(|value| value.trim().parse().expect("a number")))
+        .unwrap_or_else(|| panic!("{series} missing from {text}"))
+}

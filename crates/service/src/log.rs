@@ -109,7 +109,7 @@ impl RegionLog {
         checkpoint_interval: Option<Duration>,
     ) -> Result<RegionLog, ServiceError> {
         let internal = |message: String| ServiceError::Internal(format!("log of region {region}: {message}"));
-        let sequencer = Sequencer::start(Arc::clone(&store)).await.map_err(|error| internal(error.to_string()))?;
+        let sequencer = Sequencer::start_for(Arc::clone(&store), region.as_str()).await.map_err(|error| internal(error.to_string()))?;
         let checkpointer = Arc::new(
             Checkpointer::new(Arc::clone(&store), origin, seed)
                 .map_err(|error| internal(error.to_string()))?
