@@ -77,7 +77,9 @@ impl Sequencer {
         let integration = Integration::load(store.as_ref()).await?;
         let (sender, receiver) = mpsc::channel(QUEUE_ENTRIES_MAX);
         let coverage = Arc::new(Coverage::new());
-        let task = tokio::spawn(run(store, Some(integration), receiver, Arc::clone(&coverage), region.to_owned()));
+        // Shared, so that labelling each batch's metrics copies no string.
+        let region = metrics::SharedString::from_shared(Arc::<str>::from(region));
+        let task = tokio::spawn(run(store, Some(integration), receiver, Arc::clone(&coverage), region));
         Ok(Sequencer { sender, task, coverage })
     }
 
@@ -128,7 +130,7 @@ async fn run(
     mut integration: Option<Integration>,
     mut receiver: mpsc::Receiver<Pending>,
     coverage: Arc<Coverage>,
-    region: String,
+    region: metrics::SharedString,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
