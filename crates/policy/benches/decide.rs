@@ -1,8 +1,10 @@
 //! How long one (subject, field) decision takes with the default policy set: allowed at the
 //! first view tried, coarsened down the ladder, pending (both passes), and the leak hunt
-//! (denied at the first view by a forbid no approval or coarser view escapes).
+//! (denied at the first view by a forbid no approval or coarser view escapes). Each twice:
+//! a query of a new shape, which Cedar decides (`cedar/`), and a query of a shape decided
+//! before, which the engine's memo answers (`memo/`).
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use model::{FieldKind, View};
 use policy::{
     AccessQuery, Action, Actor, ActorKind, Approvals, CaseFacts, PolicyEngine, SubjectFacts,
@@ -66,24 +68,6 @@ fn decide(c: &mut Criterion) {
     let ticket = case("support", "ana", "j", Some("j"));
     let other_ticket = case("support", "ana", "j", None);
     let hunt = case("internal_investigation", "auditor", "j", None);
-    let first_try = query(&agent, &ticket, &journalist, FieldKind::Email, View::Masked);
-    c.bench_function("decide/allowed at first try (email masked)", |b| {
-        b.iter(|| engine.decide(std::hint::black_box(&first_try)))
-    });
-    let coarsened = query(&agent, &ticket, &journalist, FieldKind::Email, View::Exact);
-    c.bench_function("decide/coarsened (email exact -> masked)", |b| {
-        b.iter(|| engine.decide(std::hint::black_box(&coarsened)))
-    });
-    let pending = query(
-        &agent,
-        &other_ticket,
-        &journalist,
-        FieldKind::Email,
-        View::Masked,
-    );
-    c.bench_function("decide/pending (protected label)", |b| {
-        b.iter(|| engine.decide(std::hint::black_box(&pending)))
-    });
     let mut leak_hunt = query(
         &auditor,
         &hunt,
@@ -92,10 +76,29 @@ fn decide(c: &mut Criterion) {
         View::Exact,
     );
     leak_hunt.cross_border = true;
-    c.bench_function(
-        "decide/leak hunt denied (ip exact, settled at the first view)",
-        |b| b.iter(|| engine.decide(std::hint::black_box(&leak_hunt))),
-    );
+    let cases = [
+        ("allowed at first try (email masked)", query(&agent, &ticket, &journalist, FieldKind::Email, View::Masked)),
+        ("coarsened (email exact -> masked)", query(&agent, &ticket, &journalist, FieldKind::Email, View::Exact)),
+        ("pending (protected label)", query(&agent, &other_ticket, &journalist, FieldKind::Email, View::Masked)),
+        ("leak hunt denied (ip exact, settled at the first view)", leak_hunt),
+    ];
+    for (name, asked) in cases {
+        // A team no query had before makes a new shape: the memo misses and Cedar decides.
+        let mut teams = 0u64;
+        c.bench_function(&format!("decide/cedar/{name}"), |b| {
+            b.iter_batched(
+                || {
+                    teams += 1;
+                    Actor { team: format!("team-{teams}"), ..asked.actor.clone() }
+                },
+                |actor| engine.decide(std::hint::black_box(&AccessQuery { actor: &actor, ..asked })),
+                BatchSize::SmallInput,
+            )
+        });
+        c.bench_function(&format!("decide/memo/{name}"), |b| {
+            b.iter(|| engine.decide(std::hint::black_box(&asked)))
+        });
+    }
 }
 
 criterion_group!(benches, decide);

@@ -19,6 +19,7 @@ use model::View;
 
 use crate::error::{PolicyError, SourceLocation};
 use crate::facts::{CedarNames, RequestFacts};
+use crate::memo::Memo;
 use crate::slices::{Slices, Switches};
 use crate::source::{DEFAULT_SOURCES, SCHEMA_TEXT, read_policy_dir};
 use crate::{AccessQuery, Action, ActorKind, ApprovalKind, Approvals, Decision, Outcome};
@@ -49,6 +50,9 @@ pub struct PolicyEngine {
     common: Slices,
     /// Per purpose: common policies plus that purpose's, sliced.
     by_purpose: HashMap<String, Slices>,
+    /// Decisions by the shape of their query; `None` when a policy names an entity other
+    /// than an action, so that ids matter (see the `memo` module).
+    memo: Option<Memo>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -56,6 +60,7 @@ impl std::fmt::Debug for PolicyEngine {
         f.debug_struct("PolicyEngine")
             .field("policies", &self.policies.len())
             .field("purposes", &self.by_purpose.len())
+            .field("memo", &self.memo.is_some())
             .finish()
     }
 }
@@ -151,6 +156,7 @@ impl PolicyEngine {
             }
             by_purpose.insert(purpose, slices);
         }
+        let names_entities = loaded.iter().any(|(policy, _, _)| names_an_entity(&names, policy));
         let policies: Vec<PolicyFacts> = loaded.into_iter().map(|(_, _, facts)| facts).collect();
         let index = policies
             .iter()
@@ -165,16 +171,50 @@ impl PolicyEngine {
             index,
             common,
             by_purpose,
+            memo: (!names_entities).then(Memo::default),
         })
     }
 
     /// Decides one (subject, field). Never fails: a Cedar error denies, with the error as
     /// the reason.
+    ///
+    /// A query of a shape decided before gets the same decision without Cedar (the `memo`
+    /// module says why that is exact); `custos_policy_decisions_total{by}` counts both ways.
     pub fn decide(&self, query: &AccessQuery<'_>) -> Decision {
+        let Some(memo) = &self.memo else {
+            metrics::counter!("custos_policy_decisions_total", "by" => "cedar").increment(1);
+            return self.evaluate_all(query).unwrap_or_else(|failed| failed);
+        };
+        let key = crate::memo::key(query);
+        if let Some(known) = key.as_deref().and_then(|key| memo.get(key)) {
+            metrics::counter!("custos_policy_decisions_total", "by" => "memo").increment(1);
+            return known;
+        }
+        metrics::counter!("custos_policy_decisions_total", "by" => "cedar").increment(1);
+        match self.evaluate_all(query) {
+            Ok(decision) => {
+                if let Some(key) = key {
+                    memo.put(key, &decision);
+                }
+                decision
+            }
+            Err(failed) => failed,
+        }
+    }
+
+    /// Whether decisions are remembered by their query's shape: no policy of the set names
+    /// an entity other than an action.
+    pub fn remembers_decisions(&self) -> bool {
+        self.memo.is_some()
+    }
+
+    /// The decision from Cedar; `Err` for a decision ended by an error (an invalid request,
+    /// a policy that could not be evaluated), whose reasons may name the query's entities.
+    fn evaluate_all(&self, query: &AccessQuery<'_>) -> Result<Decision, Decision> {
         let facts = match RequestFacts::new(&self.names, query) {
             Ok(facts) => facts,
             Err(message) => {
-                return deny_with(Vec::new(), vec![format!("invalid request: {message}")]);
+                return Err(deny_with(Vec::new(), vec![format!("invalid request: {message}")]));
             }
         };
         let set = self.slice_for(query);
@@ -182,10 +222,10 @@ impl PolicyEngine {
             None => (String::new(), vec![None]),
             Some((kind, asked)) => {
                 let Some(rank) = asked.rank(kind) else {
-                    return deny_with(
+                    return Ok(deny_with(
                         Vec::new(),
                         vec![format!("view {asked} does not apply to {kind}")],
-                    );
+                    ));
                 };
                 // Finest first: the asked view, then each coarser one down to `exists`.
                 let ladder = model::ladder(kind);
@@ -206,7 +246,7 @@ impl PolicyEngine {
             let evaluation = match self.evaluate(set, &facts, query, &field, *view, query.approvals)
             {
                 Ok(evaluation) => evaluation,
-                Err(decision) => return decision,
+                Err(decision) => return Err(decision),
             };
             if evaluation.allowed {
                 // The forbids that held back finer views decided the view too.
@@ -215,11 +255,11 @@ impl PolicyEngine {
                 reasons.extend(coarsened_sentence(query, *view, "highest view"));
                 let mut policies = evaluation.deciding;
                 extend_unique(&mut policies, coarsening);
-                return Decision {
+                return Ok(Decision {
                     outcome: Outcome::Allow { view: *view },
                     policies,
                     reasons,
-                };
+                });
             }
             let settled = evaluation
                 .deciding
@@ -227,7 +267,7 @@ impl PolicyEngine {
                 .any(|id| self.facts(id).is_some_and(PolicyFacts::settles_denial));
             forbids_by_try.push(evaluation.deciding);
             if settled {
-                return self.deny(query, &forbids_by_try);
+                return Ok(self.deny(query, &forbids_by_try));
             }
         }
 
@@ -244,7 +284,7 @@ impl PolicyEngine {
                 let evaluation =
                     match self.evaluate(set, &facts, query, &field, *view, Approvals::ALL) {
                         Ok(evaluation) => evaluation,
-                        Err(decision) => return decision,
+                        Err(decision) => return Err(decision),
                     };
                 if !evaluation.allowed {
                     hard_forbids_by_try.push(evaluation.deciding);
@@ -272,15 +312,15 @@ impl PolicyEngine {
                 let mut policies = holding.clone();
                 extend_unique(&mut policies, evaluation.deciding);
                 extend_unique(&mut policies, coarsening);
-                return Decision {
+                return Ok(Decision {
                     outcome: Outcome::Pending { needs, view: *view },
                     policies,
                     reasons,
-                };
+                });
             }
         }
 
-        self.deny(query, &forbids_by_try)
+        Ok(self.deny(query, &forbids_by_try))
     }
 
     /// The (file name, text) pairs this set was built from: what an operator edits.
@@ -477,6 +517,28 @@ impl PolicyEngine {
             allowed: response.decision() == CedarDecision::Allow,
             deciding,
         })
+    }
+}
+
+/// Whether `policy` names an entity other than an action (in its scope or as a literal in a
+/// condition): then a decision depends on who or what the query's ids are, not only on
+/// their shape. A policy that cannot be written as JSON counts as naming one.
+fn names_an_entity(names: &CedarNames, policy: &Policy) -> bool {
+    fn walk(value: &serde_json::Value, action_type: &str) -> bool {
+        match value {
+            serde_json::Value::Object(object) => {
+                let entity_type = object.get("type").and_then(serde_json::Value::as_str);
+                let named = entity_type.is_some_and(|entity_type| entity_type != action_type)
+                    && object.get("id").is_some_and(serde_json::Value::is_string);
+                named || object.values().any(|inner| walk(inner, action_type))
+            }
+            serde_json::Value::Array(items) => items.iter().any(|inner| walk(inner, action_type)),
+            _ => false,
+        }
+    }
+    match policy.to_json() {
+        Ok(json) => walk(&json, &names.action_type()),
+        Err(_) => true,
     }
 }
 
@@ -833,5 +895,202 @@ mod tests {
         }
         assert!(compared > 10_000, "{compared} requests compared");
         assert!(pruned > 0, "no request met fewer policies than the whole set");
+    }
+
+    /// `query` with every id renamed: the actor, the subject and the case, and the same
+    /// renaming inside the case's lists.
+    fn renamed(actor: &Actor, case: Option<&CaseFacts>, subject: &SubjectFacts, suffix: &str) -> (Actor, Option<CaseFacts>, SubjectFacts) {
+        let rename = |id: &String| format!("{id}-{suffix}");
+        let actor = Actor { id: rename(&actor.id), ..actor.clone() };
+        let case = case.map(|case| CaseFacts {
+            id: rename(&case.id),
+            assignees: case.assignees.iter().map(rename).collect(),
+            subjects: case.subjects.iter().map(rename).collect(),
+            requested_by: case.requested_by.as_ref().map(rename),
+            ..case.clone()
+        });
+        let subject = SubjectFacts { id: rename(&subject.id), ..subject.clone() };
+        (actor, case, subject)
+    }
+
+    /// What the memo answers is what Cedar answers: over a grid of queries that turns every
+    /// switch both ways, each query is asked once under its ids (Cedar decides, the memo
+    /// keeps it) and once under other ids (the memo answers), and both answers are compared
+    /// with Cedar's own for the renamed query.
+    #[test]
+    fn a_remembered_decision_is_cedars() {
+        let engine = PolicyEngine::default_set().expect("default set loads");
+        assert!(engine.remembers_decisions(), "the default set names no staff, subject or case");
+        let actors = [
+            actor(ActorKind::Staff, &["support_agent"]),
+            actor(ActorKind::Staff, &["sre", "internal_audit"]),
+            actor(ActorKind::Staff, &["privacy_officer", "legal"]),
+            actor(ActorKind::Machine, &["app_function"]),
+        ];
+        let purposes = ["support", "internal_investigation", "legal_request", "app_function", "analytics"];
+        let labels = [Vec::new(), vec!["journalist".to_owned()], vec!["staff".to_owned()]];
+        let fields = [(FieldKind::Email, View::Exact), (FieldKind::IpAddress, View::Exact), (FieldKind::IpAddress, View::Country)];
+        let mut compared = 0;
+        let mut pending_or_coarsened = 0;
+        for actor in &actors {
+            for action in Action::ALL {
+                for purpose in purposes {
+                    let cases = [
+                        None,
+                        Some(case(purpose, true, true, true)),
+                        Some(case(purpose, true, true, false)),
+                        Some(case(purpose, true, false, true)),
+                        Some(CaseFacts { subjects: Vec::new(), ..case(purpose, true, true, false) }),
+                        Some(CaseFacts { requested_by: Some("someone-else".to_owned()), ..case(purpose, true, true, false) }),
+                        Some(case(purpose, false, true, true)),
+                    ];
+                    for case in &cases {
+                        for labels in &labels {
+                            let subject = SubjectFacts { id: "subject-1".to_owned(), region: "us".to_owned(), labels: labels.clone() };
+                            for bits in 0..16u8 {
+                                for field in fields {
+                                    let field = (action != Action::AccountControl).then_some(field);
+                                    let ask = |actor: &Actor, case: Option<&CaseFacts>, subject: &SubjectFacts, fresh: bool| {
+                                        let query = AccessQuery {
+                                            actor,
+                                            action,
+                                            purpose,
+                                            case,
+                                            subject,
+                                            field,
+                                            destination: (bits & 4 != 0).then_some("vault://legal"),
+                                            break_glass: bits & 1 != 0,
+                                            cross_border: bits & 2 != 0,
+                                            approvals: Approvals { independent: bits & 8 != 0, custodian: bits & 1 != 0 },
+                                        };
+                                        if fresh { engine.evaluate_all(&query).unwrap_or_else(|failed| failed) } else { engine.decide(&query) }
+                                    };
+                                    let first = ask(actor, case.as_ref(), &subject, false);
+                                    assert_eq!(first, ask(actor, case.as_ref(), &subject, true));
+                                    let (other_actor, other_case, other_subject) = renamed(actor, case.as_ref(), &subject, "other");
+                                    let remembered = ask(&other_actor, other_case.as_ref(), &other_subject, false);
+                                    let cedar = ask(&other_actor, other_case.as_ref(), &other_subject, true);
+                                    assert_eq!(remembered, cedar, "{actor:?} {action} {purpose} {case:?} {labels:?} {bits} {field:?}");
+                                    compared += 1;
+                                    if !matches!(cedar.outcome, Outcome::Deny) && cedar.reasons.iter().any(|reason| !reason.is_empty()) {
+                                        pending_or_coarsened += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 20_000, "{compared} queries compared");
+        assert!(pending_or_coarsened > 0, "the grid never met a pending or coarsened decision");
+        let memo = engine.memo.as_ref().expect("memo on");
+        assert!(memo.len() > 100, "{} shapes remembered", memo.len());
+    }
+
+    /// A shape differs whenever a fact Cedar sees differs, including how the ids relate:
+    /// assigned or not, in scope or not, requested by this subject or another.
+    #[test]
+    fn shapes_tell_apart_what_cedar_can() {
+        let staff = actor(ActorKind::Staff, &["support_agent"]);
+        let subject = SubjectFacts { id: "subject-1".to_owned(), region: "us".to_owned(), labels: Vec::new() };
+        let base = case("support", true, true, true);
+        let variants = [
+            base.clone(),
+            CaseFacts { assignees: Vec::new(), ..base.clone() },
+            CaseFacts { assignees: vec!["someone".to_owned()], ..base.clone() },
+            CaseFacts { subjects: Vec::new(), ..base.clone() },
+            CaseFacts { requested_by: None, ..base.clone() },
+            CaseFacts { requested_by: Some("someone".to_owned()), ..base.clone() },
+            CaseFacts { open: false, ..base.clone() },
+            CaseFacts { legal_process_validated: false, ..base.clone() },
+            CaseFacts { destinations: Vec::new(), ..base.clone() },
+            CaseFacts { purpose: "legal_request".to_owned(), ..base.clone() },
+        ];
+        let query = |actor: &Actor, case: &CaseFacts, subject: &SubjectFacts| {
+            crate::memo::key(&AccessQuery {
+                actor,
+                action: Action::Read,
+                purpose: "support",
+                case: Some(case),
+                subject,
+                field: Some((FieldKind::Email, View::Masked)),
+                destination: None,
+                break_glass: false,
+                cross_border: false,
+                approvals: Approvals::default(),
+            })
+            .expect("few ids")
+        };
+        let keys: BTreeSet<Vec<u8>> = variants.iter().map(|case| query(&staff, case, &subject)).collect();
+        assert_eq!(keys.len(), variants.len());
+        // The same shape under other ids is the same key.
+        let (other_actor, other_case, other_subject) = renamed(&staff, Some(&base), &subject, "2");
+        assert_eq!(query(&staff, &base, &subject), query(&other_actor, &other_case.expect("case"), &other_subject));
+        // An actor whose id happens to equal the subject's is still two entities (two types).
+        let same_id = Actor { id: "subject-1".to_owned(), ..staff.clone() };
+        let same_case = CaseFacts { assignees: vec!["subject-1".to_owned()], ..base.clone() };
+        assert_eq!(query(&staff, &base, &subject), query(&same_id, &same_case, &subject));
+        // Too many ids: not remembered.
+        let crowded = CaseFacts { subjects: (0..40).map(|n| format!("s-{n}")).collect(), ..base.clone() };
+        assert!(crate::memo::key(&AccessQuery {
+            actor: &staff,
+            action: Action::Read,
+            purpose: "support",
+            case: Some(&crowded),
+            subject: &subject,
+            field: None,
+            destination: None,
+            break_glass: false,
+            cross_border: false,
+            approvals: Approvals::default(),
+        })
+        .is_none());
+    }
+
+    /// A set that names a person decides by who they are: the memo stays off, and the named
+    /// actor is refused where an actor of the same shape is allowed.
+    #[test]
+    fn a_policy_naming_an_entity_turns_the_memo_off() {
+        let mut sources = PolicyEngine::default_set().expect("default set loads").sources().to_vec();
+        sources.push((
+            "mallory.cedar".to_owned(),
+            "@id(\"deny-mallory\")\n@reason(\"mallory is suspended\")\nforbid (principal == Custos::Staff::\"mallory\", action, resource);\n".to_owned(),
+        ));
+        let engine = PolicyEngine::from_sources(&sources).expect("set loads");
+        assert!(!engine.remembers_decisions());
+        let subject = SubjectFacts { id: "subject-1".to_owned(), region: "us".to_owned(), labels: Vec::new() };
+        let ask = |id: &str| {
+            let actor = Actor { id: id.to_owned(), ..actor(ActorKind::Staff, &["support_agent"]) };
+            let case = CaseFacts { assignees: vec![id.to_owned()], ..case("support", true, true, true) };
+            engine.decide(&AccessQuery {
+                actor: &actor,
+                action: Action::Read,
+                purpose: "support",
+                case: Some(&case),
+                subject: &subject,
+                field: Some((FieldKind::Email, View::Masked)),
+                destination: None,
+                break_glass: false,
+                cross_border: false,
+                approvals: Approvals::default(),
+            })
+        };
+        assert!(matches!(ask("alice").outcome, Outcome::Allow { .. }), "{:?}", ask("alice"));
+        let mallory = ask("mallory");
+        assert_eq!(mallory.outcome, Outcome::Deny);
+        assert!(mallory.policies.contains(&"deny-mallory".to_owned()));
+        assert!(matches!(ask("alice").outcome, Outcome::Allow { .. }));
+        // A condition naming a subject counts too; an action does not.
+        for (text, names) in [
+            ("forbid (principal, action, resource) when { resource == Custos::Subject::\"vip\" };", true),
+            ("forbid (principal, action, resource) when { context has case && context.case == Custos::Case::\"C-1\" };", true),
+            ("forbid (principal, action == Custos::Action::\"export\", resource) when { context.break_glass };", false),
+        ] {
+            let mut sources = PolicyEngine::default_set().expect("default set loads").sources().to_vec();
+            sources.push(("extra.cedar".to_owned(), format!("@id(\"extra\")\n@reason(\"extra\")\n{text}\n")));
+            let engine = PolicyEngine::from_sources(&sources).expect("set loads");
+            assert_eq!(engine.remembers_decisions(), !names, "{text}");
+        }
     }
 }

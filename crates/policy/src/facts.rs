@@ -43,6 +43,11 @@ impl CedarNames {
         }
     }
 
+    /// `Custos::Action`, the type of every action.
+    pub(crate) fn action_type(&self) -> String {
+        self.actions[0].type_name().to_string()
+    }
+
     pub(crate) fn action(&self, action: Action) -> &EntityUid {
         &self.actions[action.index()]
     }

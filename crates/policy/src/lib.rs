@@ -14,6 +14,7 @@
 mod engine;
 mod error;
 mod facts;
+mod memo;
 mod slices;
 mod source;
 mod table;
