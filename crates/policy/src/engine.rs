@@ -1093,4 +1093,51 @@ mod tests {
             assert_eq!(engine.remembers_decisions(), !names, "{text}");
         }
     }
+
+    /// Each decision is counted once, by the way it was made: Cedar for a new shape, the
+    /// memo for a shape seen before, Cedar always when the memo is off.
+    #[test]
+    fn decisions_are_counted_by_how_they_were_made() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let count = |by: &str| {
+            let text = handle.render();
+            let name = format!("custos_policy_decisions_total{{by=\"{by}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(name.as_str()))
+                .map_or(0, |value| value.trim().parse::<u64>().expect("a count"))
+        };
+        let subject = SubjectFacts { id: "subject-1".to_owned(), region: "us".to_owned(), labels: Vec::new() };
+        let ask = |engine: &PolicyEngine, id: &str| {
+            let actor = Actor { id: id.to_owned(), ..actor(ActorKind::Staff, &["support_agent"]) };
+            let case = CaseFacts { assignees: vec![id.to_owned()], ..case("support", true, true, true) };
+            engine.decide(&AccessQuery {
+                actor: &actor,
+                action: Action::Read,
+                purpose: "support",
+                case: Some(&case),
+                subject: &subject,
+                field: Some((FieldKind::Email, View::Masked)),
+                destination: None,
+                break_glass: false,
+                cross_border: false,
+                approvals: Approvals::default(),
+            })
+        };
+        let engine = PolicyEngine::default_set().expect("default set loads");
+        ask(&engine, "ana");
+        ask(&engine, "bo");
+        ask(&engine, "cy");
+        assert_eq!((count("cedar"), count("memo")), (1, 2));
+        let mut sources = engine.sources().to_vec();
+        sources.push((
+            "named.cedar".to_owned(),
+            "@id(\"deny-mallory\")\n@reason(\"suspended\")\nforbid (principal == Custos::Staff::\"mallory\", action, resource);\n".to_owned(),
+        ));
+        let naming = PolicyEngine::from_sources(&sources).expect("set loads");
+        ask(&naming, "ana");
+        ask(&naming, "ana");
+        assert_eq!((count("cedar"), count("memo")), (3, 2));
+    }
 }
