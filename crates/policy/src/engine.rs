@@ -1048,34 +1048,42 @@ mod tests {
         .is_none());
     }
 
-    /// A set that names a person decides by who they are: the memo stays off, and the named
-    /// actor is refused where an actor of the same shape is allowed.
-    #[test]
-    fn a_policy_naming_an_entity_turns_the_memo_off() {
+    /// A support agent `id`, assigned to subject-1's own ticket, reading its email masked.
+    fn agent_reads(engine: &PolicyEngine, id: &str) -> Decision {
+        let actor = Actor { id: id.to_owned(), ..actor(ActorKind::Staff, &["support_agent"]) };
+        let case = CaseFacts { assignees: vec![id.to_owned()], ..case("support", true, true, true) };
+        let subject = SubjectFacts { id: "subject-1".to_owned(), region: "us".to_owned(), labels: Vec::new() };
+        engine.decide(&AccessQuery {
+            actor: &actor,
+            action: Action::Read,
+            purpose: "support",
+            case: Some(&case),
+            subject: &subject,
+            field: Some((FieldKind::Email, View::Masked)),
+            destination: None,
+            break_glass: false,
+            cross_border: false,
+            approvals: Approvals::default(),
+        })
+    }
+
+    /// The default set and a forbid naming the staff member `mallory`.
+    fn naming_mallory() -> PolicyEngine {
         let mut sources = PolicyEngine::default_set().expect("default set loads").sources().to_vec();
         sources.push((
             "mallory.cedar".to_owned(),
             "@id(\"deny-mallory\")\n@reason(\"mallory is suspended\")\nforbid (principal == Custos::Staff::\"mallory\", action, resource);\n".to_owned(),
         ));
-        let engine = PolicyEngine::from_sources(&sources).expect("set loads");
+        PolicyEngine::from_sources(&sources).expect("set loads")
+    }
+
+    /// A set that names a person decides by who they are: the memo stays off, and the named
+    /// actor is refused where an actor of the same shape is allowed.
+    #[test]
+    fn a_policy_naming_an_entity_turns_the_memo_off() {
+        let engine = naming_mallory();
         assert!(!engine.remembers_decisions());
-        let subject = SubjectFacts { id: "subject-1".to_owned(), region: "us".to_owned(), labels: Vec::new() };
-        let ask = |id: &str| {
-            let actor = Actor { id: id.to_owned(), ..actor(ActorKind::Staff, &["support_agent"]) };
-            let case = CaseFacts { assignees: vec![id.to_owned()], ..case("support", true, true, true) };
-            engine.decide(&AccessQuery {
-                actor: &actor,
-                action: Action::Read,
-                purpose: "support",
-                case: Some(&case),
-                subject: &subject,
-                field: Some((FieldKind::Email, View::Masked)),
-                destination: None,
-                break_glass: false,
-                cross_border: false,
-                approvals: Approvals::default(),
-            })
-        };
+        let ask = |id: &str| agent_reads(&engine, id);
         assert!(matches!(ask("alice").outcome, Outcome::Allow { .. }), "{:?}", ask("alice"));
         let mallory = ask("mallory");
         assert_eq!(mallory.outcome, Outcome::Deny);
@@ -1108,36 +1116,14 @@ mod tests {
                 .find_map(|line| line.strip_prefix(name.as_str()))
                 .map_or(0, |value| value.trim().parse::<u64>().expect("a count"))
         };
-        let subject = SubjectFacts { id: "subject-1".to_owned(), region: "us".to_owned(), labels: Vec::new() };
-        let ask = |engine: &PolicyEngine, id: &str| {
-            let actor = Actor { id: id.to_owned(), ..actor(ActorKind::Staff, &["support_agent"]) };
-            let case = CaseFacts { assignees: vec![id.to_owned()], ..case("support", true, true, true) };
-            engine.decide(&AccessQuery {
-                actor: &actor,
-                action: Action::Read,
-                purpose: "support",
-                case: Some(&case),
-                subject: &subject,
-                field: Some((FieldKind::Email, View::Masked)),
-                destination: None,
-                break_glass: false,
-                cross_border: false,
-                approvals: Approvals::default(),
-            })
-        };
         let engine = PolicyEngine::default_set().expect("default set loads");
-        ask(&engine, "ana");
-        ask(&engine, "bo");
-        ask(&engine, "cy");
+        for id in ["ana", "bo", "cy"] {
+            agent_reads(&engine, id);
+        }
         assert_eq!((count("cedar"), count("memo")), (1, 2));
-        let mut sources = engine.sources().to_vec();
-        sources.push((
-            "named.cedar".to_owned(),
-            "@id(\"deny-mallory\")\n@reason(\"suspended\")\nforbid (principal == Custos::Staff::\"mallory\", action, resource);\n".to_owned(),
-        ));
-        let naming = PolicyEngine::from_sources(&sources).expect("set loads");
-        ask(&naming, "ana");
-        ask(&naming, "ana");
+        let naming = naming_mallory();
+        agent_reads(&naming, "ana");
+        agent_reads(&naming, "ana");
         assert_eq!((count("cedar"), count("memo")), (3, 2));
     }
 }
