@@ -340,7 +340,8 @@ struct Followers {
 }
 
 impl Followers {
-    fn start() -> anyhow::Result<Followers> {
+    /// Starts the runtime and returns once its worker runs at the followers' priority.
+    async fn start() -> anyhow::Result<Followers> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("custos-follower")
@@ -352,7 +353,20 @@ impl Followers {
             .enable_all()
             .build()
             .context("starting the followers' runtime")?;
-        Ok(Followers { runtime: Some(runtime) })
+        // Held from here, so that an error below drops the runtime without waiting on it.
+        let followers = Followers { runtime: Some(runtime) };
+        // The worker lowers its own priority when its thread starts, before it runs any task;
+        // one task run there means it has, so nothing the followers start runs at the
+        // workers' priority (the threads they start inherit it).
+        let (started, ready) = tokio::sync::oneshot::channel();
+        {
+            let _on_followers = followers.enter();
+            tokio::spawn(async move {
+                let _ = started.send(());
+            });
+        }
+        ready.await.context("the followers' runtime did not start")?;
+        Ok(followers)
     }
 
     /// While the guard lives, `tokio::spawn` puts tasks on the followers' runtime.
@@ -394,7 +408,7 @@ pub(crate) async fn serve(
     let desk = Arc::new(
         service::AlertDesk::open(Arc::clone(&gate), detection, config.alert_webhook.is_some()).await.context("opening the alert desk")?,
     );
-    let followers = Followers::start()?;
+    let followers = Followers::start().await?;
     {
         let _on_followers = followers.enter();
         Arc::clone(&desk).spawn();
