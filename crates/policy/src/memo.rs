@@ -9,9 +9,10 @@
 //! The memo keys each decision by its query with every id replaced by its order of first
 //! appearance among the ids of its type ([`key`]): a support agent reading one customer on
 //! their own ticket and another agent of the same team reading another customer on theirs
-//! ask the same question. A deployment has few such shapes (roles × labels × regions ×
-//! purposes × fields), so the memo answers most requests without Cedar; each answer it gives
-//! is one Cedar gave for a query of the same shape.
+//! ask the same question. The shapes a deployment meets are bounded by roles × labels ×
+//! regions × purposes × fields, so the memo can answer most requests without Cedar
+//! (`custos_policy_decisions_total{by}` shows how many it does); each answer it gives is one
+//! Cedar gave for a query of the same shape.
 //!
 //! What is not remembered: a decision ended by an error (Cedar's messages name entities, so
 //! the decision is not the same under renaming), and queries naming more than [`KEY_IDS_MAX`]
@@ -179,5 +180,26 @@ impl<'q> Key<'q> {
             self.id(id_type, id)?;
         }
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Outcome;
+
+    /// A full memo starts over: it never holds more than its bound, and what was put last is
+    /// there.
+    #[test]
+    fn the_memo_is_bounded() {
+        let memo = Memo::default();
+        let decision = Decision { outcome: Outcome::Deny, policies: Vec::new(), reasons: Vec::new() };
+        for n in 0..=MEMO_DECISIONS_MAX {
+            memo.put(n.to_le_bytes().to_vec(), &decision);
+            assert!(memo.len() <= MEMO_DECISIONS_MAX);
+        }
+        assert_eq!(memo.len(), 1);
+        assert_eq!(memo.get(&MEMO_DECISIONS_MAX.to_le_bytes()), Some(decision));
+        assert_eq!(memo.get(&0usize.to_le_bytes()), None);
     }
 }
